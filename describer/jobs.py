@@ -1,0 +1,127 @@
+"""The analyze and score jobs: a model and operations in, one result object out."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from pydantic import BaseModel
+
+from describer.analysis import (
+    AnalysisSettings,
+    Analyzer,
+    HeadSalient,
+    OperationScores,
+    Progress,
+    default_settings,
+)
+from describer.errors import HeadmapsError
+from describer.models import LoadedModel, load_model
+from describer.operations import Operation, TokenizedOperation, tokenize
+
+Warn = Callable[[str], None]
+
+
+class AnalysisResult(BaseModel):
+    """Everything ``headmaps analyze`` computes for one model."""
+
+    model: str
+    settings: dict[str, Any]
+    heads: list[HeadSalient]
+    operations: dict[str, OperationScores]
+
+
+def pick_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise HeadmapsError("--device cuda was asked for, but torch sees no CUDA device here")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise HeadmapsError(f"unknown device {device!r}; use auto, cpu or cuda")
+    return device
+
+
+def settings_for(
+    loaded: LoadedModel, source: str | None, norms: bool | None, **overrides: object
+) -> AnalysisSettings:
+    base = default_settings(loaded.family, **overrides)
+    update: dict[str, object] = {}
+    if source is not None:
+        update["source"] = source
+    if norms is not None:
+        update["norms"] = norms
+    return base.model_copy(update=update) if update else base
+
+
+def tokenize_all(
+    operations: Sequence[Operation], loaded: LoadedModel, k: int | None, warn: Warn, strict: bool
+) -> list[TokenizedOperation]:
+    """Tokenize each operation; with ``strict`` an operation without usable pairs is an error,
+    otherwise it is skipped with a warning (one unusable operation should not sink ``all``)."""
+    vocab = loaded.adapter.vocab_size
+    out = []
+    for op in operations:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                out.append(tokenize(op, loaded.tokenizer, vocab, k))
+            except HeadmapsError as exc:
+                if strict:
+                    raise
+                warn(f"skipping: {exc}")
+        for w in caught:
+            warn(str(w.message))
+    if not out:
+        raise HeadmapsError("none of the chosen operations has usable pairs for this tokenizer")
+    return out
+
+
+def analyze_model(
+    model: str | None,
+    operations: Sequence[Operation],
+    *,
+    top_tokens: int = 15,
+    top_mappings: int = 5,
+    source: str | None = None,
+    norms: bool | None = None,
+    device: str = "auto",
+    k: int | None = None,
+    progress: Progress | None = None,
+    warn: Warn = print,
+    loaded: LoadedModel | None = None,
+) -> AnalysisResult:
+    device = pick_device(device)
+    loaded = loaded or load_model(model, device=device)
+    settings = settings_for(loaded, source, norms, top_tokens=top_tokens, top_mappings=top_mappings)
+    ops = tokenize_all(operations, loaded, k, warn, strict=len(operations) == 1)
+    analyzer = Analyzer(loaded.adapter, loaded.tokenizer, settings, device=device)
+    heads, scores = analyzer.analyze(ops, with_salient=True, progress=progress)
+    return AnalysisResult(
+        model=loaded.name,
+        settings={**settings.model_dump(), "family": loaded.family, "device": device},
+        heads=heads,
+        operations={s.name: s for s in scores},
+    )
+
+
+def score_operation(
+    model: str | None,
+    operation: Operation,
+    *,
+    k: int | None = None,
+    source: str | None = None,
+    norms: bool | None = None,
+    device: str = "auto",
+    progress: Progress | None = None,
+    warn: Warn = print,
+    loaded: LoadedModel | None = None,
+) -> tuple[str, OperationScores]:
+    device = pick_device(device)
+    loaded = loaded or load_model(model, device=device)
+    settings = settings_for(loaded, source, norms)
+    (op,) = tokenize_all([operation], loaded, k, warn, strict=True)
+    analyzer = Analyzer(loaded.adapter, loaded.tokenizer, settings, device=device)
+    _, (scores,) = analyzer.analyze([op], with_salient=False, progress=progress)
+    return loaded.name, scores

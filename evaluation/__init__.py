@@ -1,0 +1,1 @@
+"""headmaps evaluation package (built in later issues)."""

@@ -1,0 +1,1 @@
+"""headmaps prompts package (built in later issues)."""

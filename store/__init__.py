@@ -1,0 +1,1 @@
+"""headmaps store package (built in later issues)."""
