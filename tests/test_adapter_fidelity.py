@@ -23,6 +23,7 @@ from transformers.pytorch_utils import Conv1D
 
 from describer.adapters import UnsupportedArchitecture, adapter_for, supported_families
 from describer.adapters.base import Adapter
+from tests._real import REAL_MODELS, real_model
 
 TOL = 1e-4
 SEQ = 7
@@ -219,10 +220,23 @@ class Run:
 
 
 def run(name: str) -> Run:
-    model = build(name)
-    fam = FAMILIES[name]
-    adapter = adapter_for(model)
+    if name.startswith("real:"):
+        return run_real(name.removeprefix("real:"))
     ids = torch.randint(0, VOCAB, (BATCH, SEQ), generator=torch.Generator().manual_seed(2))
+    return capture(build(name), FAMILIES[name], ids)
+
+
+def run_real(alias: str) -> Run:
+    """The same checks on real weights: a short real sentence through the loaded model."""
+    loaded = real_model(alias)
+    model = loaded.model
+    model.set_attn_implementation("eager")
+    ids = loaded.tokenizer("The capital of France is Paris, and", return_tensors="pt").input_ids
+    return capture(model, FAMILIES[loaded.family], ids)
+
+
+def capture(model: nn.Module, fam: Family, ids: Tensor) -> Run:
+    adapter = adapter_for(model)
     captured: dict[tuple, Tensor] = {}
     handles = []
 
@@ -287,7 +301,7 @@ def proj_rows(module: nn.Module, h: int, hd: int) -> Tensor:
     return module.weight[:, h * hd : (h + 1) * hd].T
 
 
-NAMES = list(FAMILIES)
+NAMES = list(FAMILIES) + [pytest.param(f"real:{alias}", marks=pytest.mark.slow) for alias in REAL_MODELS]
 
 
 @pytest.fixture(scope="module", params=NAMES)
@@ -302,7 +316,9 @@ def test_registered(r: Run) -> None:
     assert type(r.adapter).__name__ != "Adapter"
     assert r.adapter.model is r.model
     a = r.adapter
-    assert a.n_layers == 3 and a.d_model == 64 and a.n_heads == 4 and a.vocab_size == VOCAB
+    cfg = r.model.config
+    assert (a.n_layers, a.n_heads, a.d_model) == (cfg.num_hidden_layers, cfg.num_attention_heads, cfg.hidden_size)
+    assert a.vocab_size == cfg.vocab_size
 
 
 def test_residual_stream_bookkeeping(r: Run) -> None:
@@ -314,10 +330,10 @@ def test_residual_stream_bookkeeping(r: Run) -> None:
 
 def test_embedding(r: Run) -> None:
     emb = r.adapter.embedding()
-    assert emb.dtype == torch.float32 and emb.shape == (VOCAB, r.adapter.d_model)
+    assert emb.dtype == torch.float32 and emb.shape == (r.model.config.vocab_size, r.adapter.d_model)
     expected = r.residual[0]
     if isinstance(r.model, transformers.GPT2LMHeadModel):
-        expected = expected - r.model.transformer.wpe.weight[:SEQ]
+        expected = expected - r.model.transformer.wpe.weight[: r.ids.shape[1]]
     assert_close(emb[r.ids], expected, "embedding")
 
 
@@ -337,7 +353,7 @@ def test_heads_ov(r: Run) -> None:
         concat = r.captured[("o", L, "in")]
         proj = a.out_proj_module(L)
         A = r.out.attentions[L]
-        assert A.shape == (BATCH, a.n_heads, SEQ, SEQ)
+        assert A.shape == (*r.ids.shape[:1], a.n_heads, r.ids.shape[1], r.ids.shape[1])
         for h in range(a.n_heads):
             g = a.kv_head(h)
             v = xn @ lw.W_V[g]
@@ -408,7 +424,7 @@ def test_final_logits(r: Run) -> None:
         assert cap, "Gemma 2 soft-caps its logits"
     if cap:
         logits = cap * torch.tanh(logits / cap)
-    assert a.unembedding().shape == (a.d_model, VOCAB)
+    assert a.unembedding().shape == (a.d_model, r.model.config.vocab_size)
     assert_close(logits, r.out.logits, "logits")
 
 
