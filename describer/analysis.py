@@ -268,7 +268,7 @@ class Analyzer:
         x = self._value_input(layer, self.source_rows(layer, ids))
         s = (x @ lay.W_V).view(x.shape[0], self.n_kv, self.hd)
         t = torch.einsum("nkh,khg->nkg", s, lay.amp_factor)
-        norms = t.view(x.shape[0], self.n_heads, self.hd).norm(dim=-1)
+        norms = t.reshape(x.shape[0], self.n_heads, self.hd).norm(dim=-1)
         return norms / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
     @torch.inference_mode()
@@ -390,8 +390,16 @@ class Analyzer:
                 uniq_rows, inverse = torch.unique(rows, return_inverse=True)
                 logits = (Y_flat[uniq_rows] @ U_c)[inverse]  # [n_active, c]
                 t = target_logit[h_idx, p_idx][:, None]
-                greater[h_idx, p_idx] += (logits > t).sum(1)
-                less[h_idx, p_idx] += (logits < t).sum(1)
+                n_greater, n_less = (logits > t).sum(1), (logits < t).sum(1)
+                # The target's own column differs from ``t`` by rounding (another summation
+                # order); it must not count as beating itself.
+                tgt = pair_tgt[p_idx]
+                here = ((tgt >= start) & (tgt < stop)).nonzero(as_tuple=True)[0]
+                own = logits[here, tgt[here] - start]
+                n_greater[here] -= (own > t[here, 0]).long()
+                n_less[here] -= (own < t[here, 0]).long()
+                greater[h_idx, p_idx] += n_greater
+                less[h_idx, p_idx] += n_less
                 k = pair_k[p_idx]
                 # Once k tokens beat the target on both sides its top-k membership is settled.
                 done = (greater[h_idx, p_idx] >= k) & (less[h_idx, p_idx] >= k)
