@@ -317,7 +317,11 @@ def test_registered(r: Run) -> None:
     assert r.adapter.model is r.model
     a = r.adapter
     cfg = r.model.config
-    assert (a.n_layers, a.n_heads, a.d_model) == (cfg.num_hidden_layers, cfg.num_attention_heads, cfg.hidden_size)
+    assert (a.n_layers, a.n_heads, a.d_model) == (
+        cfg.num_hidden_layers,
+        cfg.num_attention_heads,
+        cfg.hidden_size,
+    )
     assert a.vocab_size == cfg.vocab_size
 
 
