@@ -169,24 +169,54 @@ def analyze(
     top_mappings: Annotated[int, typer.Option(min=1, help="Mapped tokens per salient source.")] = 5,
     device: DeviceOpt = "auto",
     json_path: Annotated[
-        Path | None, typer.Option("--json", help="Write the full result to this JSON file.")
+        Path | None, typer.Option("--json", "-o", help="Write the full result to this JSON file.")
     ] = None,
     source: SourceOpt = None,
     norms: NormsOpt = None,
     k: Annotated[int | None, typer.Option(min=1, help="Override every operation's k.")] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            help="Database URL or SQLite file. Default: $HEADMAPS_DATABASE_URL, else the user data dir."
+        ),
+    ] = None,
+    no_store: Annotated[bool, typer.Option("--no-store", help="Do not write to the database.")] = False,
 ) -> None:
-    """Salient operations of every head and the scores of the chosen operations."""
-    from describer.jobs import analyze_model
+    """Salient operations of every head and the scores of the chosen operations, stored in the
+    database (work already stored for this model and these settings is skipped)."""
+    from describer.jobs import analyze_model, pick_device
+    from describer.models import load_model, resolve
     from describer.operations import select_operations
 
     with _user_errors():
         ops = select_operations(operations)
         if json_path is not None and not json_path.expanduser().parent.exists():
             raise HeadmapsError(f"{json_path}: directory {json_path.parent} does not exist")
+        store = None
+        if not no_store:
+            from store import open_store
+
+            store = open_store(db)
+            name = resolve(model).name
+            family = cli_store.stored_family(store, name)
+            if family is not None and json_path is None:
+                key = cli_store.settings_key(family, source, norms, top_tokens, top_mappings)
+                need_salient, todo = cli_store.pending_work(store, name, key, ops, k)
+                if not need_salient and not todo:
+                    out.print(f"{name}: already stored for these settings ({key}); nothing to do")
+                    return
+        device = pick_device(device)
         with _progress() as progress:
+            loaded = load_model(model, device=device)
+            need_salient, todo = True, ops
+            if store is not None:
+                key = cli_store.settings_key(loaded.family, source, norms, top_tokens, top_mappings)
+                if json_path is None:
+                    need_salient, todo = cli_store.pending_work(store, loaded.name, key, ops, k)
+                    todo = todo or ops  # salient mappings are computed along with some operation
             result = analyze_model(
                 model,
-                ops,
+                todo,
                 top_tokens=top_tokens,
                 top_mappings=top_mappings,
                 source=source,
@@ -195,9 +225,16 @@ def analyze(
                 k=k,
                 progress=progress,
                 warn=_warn,
+                loaded=loaded,
+                with_salient=need_salient,
             )
         if json_path is not None:
             _write_atomic(json_path, result.model_dump_json())
+        stored = ""
+        if store is not None:
+            analysis_id = cli_store.save_result(store, loaded, result, key, todo, k)
+            stored = f"; stored in {store.url} (analysis {analysis_id}, settings {key})"
+            store.close()
         summary = Table(title=f"{result.model}: top heads per operation")
         for column in ("operation", "k", "pairs", "top heads (layer.head score)"):
             summary.add_column(column)
@@ -205,7 +242,11 @@ def analyze(
             best = ", ".join(f"{t['layer']}.{t['head']} {t['score']:.2f}" for t in scores.top_heads(3))
             summary.add_row(name, str(scores.k), str(scores.n_pairs), best)
         out.print(summary)
-        out.print(f"{len(result.heads)} heads analysed" + (f"; written to {json_path}" if json_path else ""))
+        analysed = (
+            f"{len(result.heads)} heads analysed" if result.heads else "salient mappings already stored"
+        )
+        written = f"; written to {json_path}" if json_path else ""
+        out.print(analysed + written + stored, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -257,9 +298,14 @@ def score(
         )
 
 
+# The store commands (db, export, import, show) register themselves on ``app``.
+from describer import cli_store  # noqa: E402
+
+
 def main() -> None:  # pragma: no cover
     app()
 
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+

@@ -94,13 +94,15 @@ def analyze_model(
     progress: Progress | None = None,
     warn: Warn = print,
     loaded: LoadedModel | None = None,
+    with_salient: bool = True,
 ) -> AnalysisResult:
+    """``with_salient=False`` scores the operations only (their salient mappings are stored)."""
     device = pick_device(device)
     loaded = loaded or load_model(model, device=device)
     settings = settings_for(loaded, source, norms, top_tokens=top_tokens, top_mappings=top_mappings)
     ops = tokenize_all(operations, loaded, k, warn, strict=len(operations) == 1)
     analyzer = Analyzer(loaded.adapter, loaded.tokenizer, settings, device=device)
-    heads, scores = analyzer.analyze(ops, with_salient=True, progress=progress)
+    heads, scores = analyzer.analyze(ops, with_salient=with_salient, progress=progress)
     return AnalysisResult(
         model=loaded.name,
         settings={**settings.model_dump(), "family": loaded.family, "device": device},

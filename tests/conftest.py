@@ -50,3 +50,11 @@ WORD_TOKENIZER_WORDS = 1250
 def word_tokenizer() -> object:
     """A 2508-token word-level tokenizer built offline (see ``build_word_tokenizer``)."""
     return build_word_tokenizer(letter_words(WORD_TOKENIZER_WORDS))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_database(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands that write to the default store (``headmaps analyze``) never touch the user's
+    real database: each test gets its own SQLite file unless it passes ``--db``."""
+    path = tmp_path_factory.mktemp("db") / "headmaps.db"
+    monkeypatch.setenv("HEADMAPS_DATABASE_URL", f"sqlite:///{path}")

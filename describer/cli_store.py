@@ -1,0 +1,303 @@
+"""Store commands of the ``headmaps`` CLI (``db upgrade``, ``db info``, ``export``, ``import``,
+``show``) and the store side of ``analyze``. Registered on ``describer.cli.app``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from describer.cli import _user_errors, _write_atomic, app, out
+from describer.errors import HeadmapsError
+
+if TYPE_CHECKING:
+    from describer.jobs import AnalysisResult
+    from describer.models import LoadedModel
+    from describer.operations import Operation
+    from store import Store
+
+DbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="Database URL (sqlite:///file.db, postgresql://…) or a SQLite file path. "
+        "Default: $HEADMAPS_DATABASE_URL, else headmaps.db in the user data directory.",
+    ),
+]
+
+db_app = typer.Typer(help="The database: schema version and upgrades.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+# --- analyze: what is stored already, and storing the result ---------------------------------
+
+
+def settings_key(
+    family: str, source: str | None, norms: bool | None, top_tokens: int, top_mappings: int
+) -> str:
+    """The store key of the analysis settings ``analyze`` would use for a model of ``family``."""
+    from describer.analysis import default_settings
+
+    settings = default_settings(family, top_tokens=top_tokens, top_mappings=top_mappings)
+    update = {k: v for k, v in (("source", source), ("norms", norms)) if v is not None}
+    return (settings.model_copy(update=update) if update else settings).key()
+
+
+def pending_work(
+    store: Store, name: str, key: str, operations: Sequence[Operation], k: int | None
+) -> tuple[bool, list[Operation]]:
+    """(salient mappings still to compute, operations still to score) for model ``name``."""
+    from store import operation_hash
+
+    done = store.stored_operation_keys(name, key, k)
+    todo = [op for op in operations if (op.name, operation_hash(op.pairs)) not in done]
+    return not store.has_analysis(name, key), todo
+
+
+def stored_family(store: Store, name: str) -> str | None:
+    try:
+        return store.get_model(name).family
+    except HeadmapsError:
+        return None
+
+
+def model_info(loaded: LoadedModel):  # noqa: ANN201  (store.models.ModelInfo)
+    from store.models import ModelInfo
+
+    a = loaded.adapter
+    return ModelInfo(
+        name=loaded.name,
+        source=loaded.spec.source,
+        kind=loaded.spec.kind,
+        content_hash=loaded.content_hash,
+        family=loaded.family,
+        n_layers=a.n_layers,
+        n_heads=a.n_heads,
+        n_kv_heads=a.n_kv_heads,
+        d_model=a.d_model,
+        vocab_size=a.vocab_size,
+    )
+
+
+def save_result(
+    store: Store,
+    loaded: LoadedModel,
+    result: AnalysisResult,
+    key: str,
+    operations: Sequence[Operation],
+    k: int | None,
+) -> int:
+    from store.models import AnalysisIn, OperationIn
+
+    settings = {name: value for name, value in result.settings.items() if name != "device"}
+    definitions = [
+        OperationIn(
+            name=op.name,
+            category=op.category,
+            pairs=list(op.pairs),
+            origin="builtin" if op.origin == "builtin" else "user",
+            source_file=None if op.origin == "builtin" else op.origin,
+        )
+        for op in operations
+        if op.name in result.operations
+    ]
+    data = AnalysisIn.model_validate({**result.model_dump(), "settings": settings})
+    return store.save_analysis(
+        model_info(loaded), data, settings_key=key, operations=definitions, default_k=k is None
+    )
+
+
+# --- db ----------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOpt = None) -> None:
+    """Create the database, or migrate it to this version's schema."""
+    from store.db import default_url, make_engine, upgrade_schema
+
+    with _user_errors():
+        engine = make_engine(db or default_url())
+        try:
+            before, after = upgrade_schema(engine)
+        finally:
+            engine.dispose()
+        shown = engine.url.render_as_string(hide_password=True)
+        if before == after:
+            out.print(f"{shown} is up to date (schema {after})", highlight=False, soft_wrap=True)
+        else:
+            out.print(f"{shown}: schema {before or 'none'} -> {after}", highlight=False, soft_wrap=True)
+
+
+@db_app.command("info")
+def db_info(db: DbOpt = None) -> None:
+    """Where the database is, its schema version, and what it holds per model."""
+    from store import open_store
+    from store.db import code_head, current_revision
+
+    with _user_errors(), open_store(db, upgrade=False) as store:
+        out.print(f"database: {store.url}", highlight=False, soft_wrap=True)
+        out.print(f"schema: {current_revision(store.engine)} (this headmaps: {code_head()})", highlight=False)
+        table = Table(title="Models")
+        for column in ("model", "family", "layers×heads", "analysed", "described", "rated", "unclear"):
+            table.add_column(column)
+        for m in store.list_models():
+            table.add_row(
+                escape(m.name),
+                m.family,
+                f"{m.n_layers}×{m.n_heads}",
+                str(m.heads),
+                str(m.described),
+                str(m.rated),
+                str(m.unclear),
+            )
+        out.print(table)
+
+
+# --- export / import -----------------------------------------------------------------------------
+
+
+@app.command("export")
+def export(
+    model: Annotated[
+        str | None, typer.Argument(help="Export only this stored model. Default: everything.")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="json, or csv (a zip of one CSV per table).")] = "json",
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")
+    ] = None,
+    db: DbOpt = None,
+) -> None:
+    """Export the store (mappings, scores, descriptions, ratings, runs) to one file."""
+    from store import open_store
+    from store.io import export_store
+
+    with _user_errors():
+        if fmt not in ("json", "csv"):
+            raise HeadmapsError(f"unknown format {fmt!r}; use json or csv")
+        if fmt == "csv" and output is None and sys.stdout.isatty():
+            raise HeadmapsError("--format csv writes a zip file: give -o PATH")
+        if output is not None and not output.expanduser().parent.exists():
+            raise HeadmapsError(f"{output}: directory {output.parent} does not exist")
+        with open_store(db) as store:
+            data = export_store(store, model, fmt)
+        if output is None:
+            if isinstance(data, bytes):
+                sys.stdout.buffer.write(data)
+            else:
+                sys.stdout.write(data)
+            return
+        if isinstance(data, bytes):
+            tmp = output.expanduser().with_name(f".{output.name}.tmp")
+            tmp.write_bytes(data)
+            tmp.replace(output.expanduser())
+        else:
+            _write_atomic(output, data)
+        typer.echo(f"exported to {output}", err=True)
+
+
+@app.command("import")
+def import_(
+    path: Annotated[Path, typer.Argument(help="A file written by `headmaps export` (JSON or CSV zip).")],
+    db: DbOpt = None,
+) -> None:
+    """Import an export file; what is stored already is kept, nothing is duplicated."""
+    from store import open_store
+    from store.io import import_file
+
+    with _user_errors(), open_store(db) as store:
+        added = import_file(store, path)
+        summary = ", ".join(f"{n} {table}" for table, n in added.items() if n) or "nothing new"
+        out.print(f"imported {path}: {summary}", highlight=False, soft_wrap=True)
+
+
+# --- show -----------------------------------------------------------------------------------------
+
+
+def _parse_head(text: str) -> tuple[int, int]:
+    try:
+        layer, head = text.split(".")
+        return int(layer), int(head)
+    except ValueError:
+        raise HeadmapsError(f"{text!r} is not LAYER.HEAD (for example 3.5)") from None
+
+
+@app.command()
+def show(
+    target: Annotated[
+        list[str],
+        typer.Argument(
+            help="[MODEL] LAYER.HEAD. MODEL defaults to the only stored model, else gemma-3-270m.",
+            show_default=False,
+        ),
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the head as one JSON object.")] = False,
+    db: DbOpt = None,
+) -> None:
+    """A head's salient mappings, operation scores, descriptions and ratings."""
+    from describer.models import DEFAULT_MODEL
+    from store import open_store
+
+    with _user_errors():
+        if len(target) not in (1, 2):
+            raise HeadmapsError("give [MODEL] LAYER.HEAD")
+        layer, head = _parse_head(target[-1])
+        with open_store(db) as store:
+            if len(target) == 2:
+                model = target[0]
+            else:
+                stored = store.list_models()
+                model = stored[0].name if len(stored) == 1 else DEFAULT_MODEL
+            view = store.get_head(model, layer, head)
+        if as_json:
+            sys.stdout.write(view.model_dump_json() + "\n")
+            return
+        _print_head(view)
+
+
+def _print_head(view) -> None:  # noqa: ANN001  (store.models.HeadView)
+    out.print(f"[bold]{escape(view.model)} head {view.layer}.{view.head}[/]", soft_wrap=True)
+    if view.settings is not None:
+        shown = {k: view.settings[k] for k in ("source", "norms") if k in view.settings}
+        out.print(f"analysis {view.settings_key} {json.dumps(shown)}", highlight=False)
+    if view.salient:
+        table = Table(title="Salient operations")
+        for column in ("#", "source token", "amplification", "mapped to (logit)"):
+            table.add_column(column)
+        for s in view.salient:
+            mapped = ", ".join(f"{m.token!r} ({m.logit:.2f})" for m in s.mappings)
+            table.add_row(str(s.rank), escape(repr(s.token)), f"{s.amplification:.3f}", escape(mapped))
+        out.print(table)
+    else:
+        out.print("no salient mappings stored for this head (run `headmaps analyze`)")
+    if view.operations:
+        table = Table(title="Operation scores (highest first)")
+        for column in ("operation", "category", "k", "relation", "suppression"):
+            table.add_column(column)
+        for o in view.operations:
+            table.add_row(o.name, o.category, str(o.k), f"{o.relation:.3f}", f"{o.suppression:.3f}")
+        out.print(table)
+    for d in view.descriptions:
+        out.print(
+            f"\n[bold]description {d.id}[/] ({d.status}, {escape(d.llm_model)}, prompt {escape(d.prompt_name)} "
+            f"{d.prompt_sha[:8]}, {d.created_at:%Y-%m-%d %H:%M})",
+            soft_wrap=True,
+        )
+        for label, value in (("category", d.category), ("pattern", d.pattern), ("inputs", d.inputs)):
+            if value:
+                out.print(f"  {label}: {escape(value)}", soft_wrap=True, highlight=False)
+        if d.reasoning:
+            out.print(f"  reasoning: {escape(d.reasoning)}", soft_wrap=True, highlight=False)
+        for r in d.ratings:
+            comment = f" — {escape(r.comment)}" if r.comment else ""
+            out.print(f"  rated {r.label} by {escape(r.rater)}{comment}", soft_wrap=True, highlight=False)
+        replaced = len(d.history) - len(d.ratings)
+        if replaced:
+            out.print(f"  ({replaced} earlier rating(s) replaced)")
+    if not view.descriptions:
+        out.print("no descriptions yet")

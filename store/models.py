@@ -1,0 +1,258 @@
+"""Pydantic schemas at the store's boundary: what goes in and what comes out.
+
+The analysis inputs mirror ``describer.analysis`` field for field, so
+``AnalysisIn.model_validate(result.model_dump())`` converts an ``AnalysisResult`` without the
+store importing torch.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+# --- inputs -----------------------------------------------------------------------------------
+
+
+class ModelInfo(_In):
+    """What identifies a model and its shape."""
+
+    name: str = Field(min_length=1)
+    """The name the store and outputs know the model by."""
+    source: str
+    """Hub id, directory, or GGUF path."""
+    kind: str = "dir"
+    """alias, gguf, dir or hub."""
+    content_hash: str | None = None
+    """sha256 of the GGUF, the hub revision, or a fingerprint of a local directory."""
+    family: str
+    """``config.model_type``."""
+    n_layers: int = Field(ge=1)
+    n_heads: int = Field(ge=1)
+    n_kv_heads: int = Field(ge=1)
+    d_model: int = Field(ge=1)
+    vocab_size: int = Field(ge=1)
+
+
+class MappingIn(_In):
+    token: str
+    token_id: int
+    logit: float
+
+
+class SalientIn(_In):
+    token: str
+    token_id: int
+    amplification: float
+    mappings: list[MappingIn]
+
+
+class HeadSalientIn(_In):
+    layer: int
+    head: int
+    salient: list[SalientIn]
+
+
+class OperationScoresIn(_In):
+    name: str
+    category: str
+    k: int
+    n_pairs: int
+    scores: list[list[float]]
+    """``[layer][head]`` relation score."""
+    suppression: list[list[float]]
+    """``[layer][head]`` suppression score."""
+
+
+class OperationIn(_In):
+    """An operation's definition: stored once per (name, pairs)."""
+
+    name: str
+    category: str
+    pairs: list[tuple[str, str]]
+    origin: Literal["builtin", "user"] = "builtin"
+    source_file: str | None = None
+    """The user's pairs file, for ``origin == "user"``."""
+
+
+class AnalysisIn(_In):
+    """One model's analysis: an ``AnalysisResult`` by another name."""
+
+    model: str
+    settings: dict[str, Any]
+    heads: list[HeadSalientIn] = []
+    operations: dict[str, OperationScoresIn] = {}
+
+
+class DescriptionIn(_In):
+    """An LLM's description of one head, with everything needed to reproduce and audit it."""
+
+    model: str
+    layer: int
+    head: int
+    prompt_name: str
+    prompt_sha: str
+    rendered_prompt: str
+    llm_model: str
+    llm_host: str
+    params: dict[str, Any] = {}
+    """Generation parameters (temperature, max_tokens, seed, ...)."""
+    raw_response: str
+    reasoning: str | None = None
+    inputs: str | None = None
+    pattern: str | None = None
+    unclear: bool = False
+    category: str | None = None
+    """One of ``store.labels.CATEGORIES`` or None (a failed parse)."""
+    tags: list[str] = []
+    status: Literal["ok", "unclear", "failed"]
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    latency_s: float | None = None
+    run_id: int | None = None
+    analysis_id: int | None = None
+    created_at: datetime | None = None
+    """Naive UTC; now when omitted."""
+
+
+class RatingIn(_In):
+    description_id: int
+    rater: str = Field(min_length=1)
+    label: str
+    """One of ``store.labels.RATING_LABELS``."""
+    comment: str | None = None
+    created_at: datetime | None = None
+
+
+# --- outputs ----------------------------------------------------------------------------------
+
+
+class ModelSummary(BaseModel):
+    name: str
+    source: str
+    kind: str
+    content_hash: str | None
+    family: str
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    d_model: int
+    vocab_size: int
+    heads: int
+    """Heads with stored salient mappings (in any analysis)."""
+    analyses: int
+    described: int
+    """Heads with at least one description."""
+    rated: int
+    """Descriptions with at least one current rating."""
+    unclear: int
+    """Heads whose latest description is unclear."""
+
+
+class MappingOut(BaseModel):
+    token: str
+    token_id: int
+    logit: float
+
+
+class SalientOut(BaseModel):
+    rank: int
+    token: str
+    token_id: int
+    amplification: float
+    mappings: list[MappingOut]
+
+
+class OperationScoreOut(BaseModel):
+    name: str
+    category: str
+    k: int
+    n_pairs: int
+    relation: float
+    suppression: float
+
+
+class RatingOut(BaseModel):
+    id: int
+    description_id: int
+    rater: str
+    label: str
+    comment: str | None
+    created_at: datetime
+    is_current: bool
+
+
+class DescriptionOut(BaseModel):
+    id: int
+    model: str
+    layer: int
+    head: int
+    prompt_name: str
+    prompt_sha: str
+    rendered_prompt: str
+    llm_model: str
+    llm_host: str
+    params: dict[str, Any]
+    raw_response: str
+    reasoning: str | None
+    inputs: str | None
+    pattern: str | None
+    unclear: bool
+    category: str | None
+    tags: list[str]
+    status: str
+    tokens_in: int | None
+    tokens_out: int | None
+    latency_s: float | None
+    created_at: datetime
+    run_id: int | None
+    analysis_id: int | None
+    ratings: list[RatingOut] = []
+    """Current ratings, one per rater."""
+    history: list[RatingOut] = []
+    """Every rating, current and replaced, oldest first."""
+
+
+class HeadView(BaseModel):
+    model: str
+    layer: int
+    head: int
+    analysis_id: int | None
+    settings_key: str | None
+    settings: dict[str, Any] | None
+    salient: list[SalientOut]
+    operations: list[OperationScoreOut]
+    """Sorted by relation score, highest first."""
+    descriptions: list[DescriptionOut]
+    """Oldest first."""
+
+
+class SearchHit(BaseModel):
+    description_id: int
+    model: str
+    layer: int
+    head: int
+    category: str | None
+    status: str
+    text: str
+    """A snippet of the matching description with matches marked ``[...]``."""
+    score: float
+    """Higher is better (bm25 negated on SQLite, ts_rank on PostgreSQL)."""
+
+
+class RunOut(BaseModel):
+    id: int
+    kind: str
+    model: str | None
+    settings: dict[str, Any]
+    started_at: datetime
+    finished_at: datetime | None
+    counts: dict[str, Any]
+    status: str
+    error: str | None

@@ -1,0 +1,218 @@
+"""The database schema as SQLAlchemy 2.0 typed ORM classes.
+
+Salient tokens and their mappings are keyed by natural composite keys (analysis, head, rank)
+rather than surrogate ids, so a whole analysis is written with plain ``executemany`` inserts
+and no id round trips (see ``benchmarks/bench_store.py``). Timestamps are naive UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Model(Base):
+    __tablename__ = "model"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(300), unique=True)
+    source: Mapped[str] = mapped_column(Text)
+    """Hub id, directory or GGUF path the model was loaded from."""
+    kind: Mapped[str] = mapped_column(String(20))
+    """alias, gguf, dir or hub."""
+    content_hash: Mapped[str | None] = mapped_column(String(128))
+    family: Mapped[str] = mapped_column(String(50))
+    n_layers: Mapped[int]
+    n_heads: Mapped[int]
+    n_kv_heads: Mapped[int]
+    d_model: Mapped[int]
+    vocab_size: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+    heads: Mapped[list[Head]] = relationship(back_populates="model", order_by="(Head.layer, Head.index)")
+
+
+class Head(Base):
+    __tablename__ = "head"
+    __table_args__ = (UniqueConstraint("model_id", "layer", "index", name="uq_head_model_layer_index"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("model.id", ondelete="CASCADE"))
+    layer: Mapped[int]
+    index: Mapped[int]
+
+    model: Mapped[Model] = relationship(back_populates="heads")
+
+
+class Analysis(Base):
+    """One model analysed under one set of ``AnalysisSettings`` (keyed by ``settings.key()``)."""
+
+    __tablename__ = "analysis"
+    __table_args__ = (UniqueConstraint("model_id", "settings_key", name="uq_analysis_model_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("model.id", ondelete="CASCADE"))
+    settings_key: Mapped[str] = mapped_column(String(64))
+    settings: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class SalientToken(Base):
+    __tablename__ = "salient_token"
+
+    analysis_id: Mapped[int] = mapped_column(ForeignKey("analysis.id", ondelete="CASCADE"), primary_key=True)
+    head_id: Mapped[int] = mapped_column(ForeignKey("head.id", ondelete="CASCADE"), primary_key=True)
+    rank: Mapped[int] = mapped_column(primary_key=True)
+    token: Mapped[str] = mapped_column(Text)
+    token_id: Mapped[int]
+    amplification: Mapped[float] = mapped_column(Float)
+
+
+class MappedToken(Base):
+    __tablename__ = "mapped_token"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["analysis_id", "head_id", "salient_rank"],
+            ["salient_token.analysis_id", "salient_token.head_id", "salient_token.rank"],
+            ondelete="CASCADE",
+            name="fk_mapped_token_salient",
+        ),
+    )
+
+    analysis_id: Mapped[int] = mapped_column(primary_key=True)
+    head_id: Mapped[int] = mapped_column(primary_key=True)
+    salient_rank: Mapped[int] = mapped_column(primary_key=True)
+    rank: Mapped[int] = mapped_column(primary_key=True)
+    token: Mapped[str] = mapped_column(Text)
+    token_id: Mapped[int]
+    logit: Mapped[float] = mapped_column(Float)
+
+
+class Operation(Base):
+    __tablename__ = "operation"
+    __table_args__ = (UniqueConstraint("name", "content_hash", name="uq_operation_name_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str] = mapped_column(String(50))
+    pairs: Mapped[list[Any]]
+    origin: Mapped[str] = mapped_column(String(20))
+    """builtin or user."""
+    source_file: Mapped[str | None] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    """sha256 of the pairs; two user files with one name but different pairs are two operations."""
+
+
+class OperationScore(Base):
+    __tablename__ = "operation_score"
+    __table_args__ = (Index("ix_operation_score_head_operation", "head_id", "operation_id"),)
+
+    analysis_id: Mapped[int] = mapped_column(ForeignKey("analysis.id", ondelete="CASCADE"), primary_key=True)
+    operation_id: Mapped[int] = mapped_column(
+        ForeignKey("operation.id", ondelete="CASCADE"), primary_key=True
+    )
+    k: Mapped[int] = mapped_column(primary_key=True)
+    head_id: Mapped[int] = mapped_column(ForeignKey("head.id", ondelete="CASCADE"), primary_key=True)
+    default_k: Mapped[bool] = mapped_column(Boolean)
+    """k was the operation's default (no ``--k`` override)."""
+    n_pairs: Mapped[int]
+    relation: Mapped[float] = mapped_column(Float)
+    suppression: Mapped[float] = mapped_column(Float)
+
+
+class Run(Base):
+    __tablename__ = "run"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("model.id", ondelete="SET NULL"))
+    settings: Mapped[dict[str, Any]]
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    counts: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Description(Base):
+    __tablename__ = "description"
+    __table_args__ = (Index("ix_description_prompt_llm", "prompt_sha", "llm_model"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    head_id: Mapped[int] = mapped_column(ForeignKey("head.id", ondelete="CASCADE"), index=True)
+    analysis_id: Mapped[int | None] = mapped_column(ForeignKey("analysis.id", ondelete="SET NULL"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("run.id", ondelete="SET NULL"))
+    prompt_name: Mapped[str] = mapped_column(String(200))
+    prompt_sha: Mapped[str] = mapped_column(String(64))
+    rendered_prompt: Mapped[str] = mapped_column(Text)
+    llm_model: Mapped[str] = mapped_column(String(200))
+    llm_host: Mapped[str] = mapped_column(String(300))
+    params: Mapped[dict[str, Any]]
+    raw_response: Mapped[str] = mapped_column(Text)
+    reasoning: Mapped[str | None] = mapped_column(Text)
+    inputs: Mapped[str | None] = mapped_column(Text)
+    pattern: Mapped[str | None] = mapped_column(Text)
+    unclear: Mapped[bool] = mapped_column(Boolean)
+    category: Mapped[str | None] = mapped_column(String(50))
+    tags: Mapped[list[Any]]
+    status: Mapped[str] = mapped_column(String(20))
+    tokens_in: Mapped[int | None]
+    tokens_out: Mapped[int | None]
+    latency_s: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class DescriptionEmbedding(Base):
+    __tablename__ = "description_embedding"
+    __table_args__ = (UniqueConstraint("description_id", "encoder", name="uq_description_embedding_encoder"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    description_id: Mapped[int] = mapped_column(ForeignKey("description.id", ondelete="CASCADE"))
+    encoder: Mapped[str] = mapped_column(String(200))
+    dim: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    """``dim`` little-endian float32 values."""
+
+
+class Rating(Base):
+    __tablename__ = "rating"
+    __table_args__ = (
+        # At most one current rating per rater and description; older ones stay as history.
+        Index(
+            "uq_rating_current",
+            "description_id",
+            "rater",
+            unique=True,
+            sqlite_where=text("is_current"),
+            postgresql_where=text("is_current"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    description_id: Mapped[int] = mapped_column(ForeignKey("description.id", ondelete="CASCADE"), index=True)
+    rater: Mapped[str] = mapped_column(String(200))
+    label: Mapped[str] = mapped_column(String(50))
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    is_current: Mapped[bool] = mapped_column(Boolean)

@@ -1,0 +1,163 @@
+"""Full-text search over descriptions: FTS5 + bm25 on SQLite, a tsvector + ts_rank on PostgreSQL.
+
+Both match every word of the query (stemmed) and apply the same filters."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import Select, and_, func, literal_column, select, text
+from sqlalchemy.orm import Session, aliased
+
+from store import schema as S
+from store.models import SearchHit
+
+PG_VECTOR = (
+    "to_tsvector('english', coalesce(reasoning, '') || ' ' || coalesce(inputs, '') || ' ' || "
+    "coalesce(pattern, ''))"
+)
+"""The expression the GIN index of migration 0002 is built on; keep the two identical."""
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def terms(query: str) -> list[str]:
+    """The query's words; punctuation and FTS operators are ignored so any input is safe."""
+    return _WORD.findall(query.lower())
+
+
+def search(
+    session: Session,
+    query: str,
+    *,
+    model_id: int | None,
+    category: str | None,
+    layer_min: int | None,
+    layer_max: int | None,
+    min_scores: dict[str, float],
+    label: str | None,
+    unclear: bool | None,
+    limit: int,
+) -> list[SearchHit]:
+    words = terms(query)
+    if not words:
+        return []
+    d = S.Description
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    if sqlite:
+        match = " ".join(f'"{w}"' for w in words)
+        fts = (
+            text(
+                "SELECT rowid AS id, -bm25(description_fts) AS score FROM description_fts WHERE description_fts MATCH :match"
+            )
+            .bindparams(match=match)
+            .columns(literal_column("id"), literal_column("score"))
+            .subquery("fts")
+        )
+        base = select(d.id, fts.c.score, literal_column("NULL").label("snippet")).join(fts, fts.c.id == d.id)
+    else:
+        tsquery = func.plainto_tsquery("english", " ".join(words))
+        vector = literal_column(PG_VECTOR)
+        base = select(
+            d.id,
+            func.ts_rank(vector, tsquery).label("score"),
+            func.ts_headline(
+                "english",
+                func.concat_ws(" ", d.reasoning, d.inputs, d.pattern),
+                tsquery,
+                "StartSel=[, StopSel=], MaxWords=30, MinWords=10",
+            ).label("snippet"),
+        ).where(vector.op("@@")(tsquery))
+    filtered = any(v is not None for v in (model_id, category, layer_min, layer_max, label, unclear))
+    if sqlite and not filtered and not min_scores:
+        # Unfiltered: rank inside FTS5 alone, then join only the hits shown.
+        ranked = session.execute(
+            text(
+                "SELECT rowid, -bm25(description_fts) AS score FROM description_fts "
+                "WHERE description_fts MATCH :match ORDER BY score DESC, rowid LIMIT :limit"
+            ),
+            {"match": match, "limit": limit},
+        ).all()
+        scores = {rowid: score for rowid, score in ranked}
+        base = select(
+            d.id, literal_column("0").label("score"), literal_column("NULL").label("snippet")
+        ).where(d.id.in_(list(scores)))
+        rows = [
+            {**row._asdict(), "score": scores[row.id]}
+            for row in session.execute(_filters(base, None, None, None, None, {}, None, None))
+        ]
+        rows.sort(key=lambda row: (-row["score"], row["id"]))
+    else:
+        base = _filters(base, model_id, category, layer_min, layer_max, min_scores, label, unclear)
+        rows = [
+            row._asdict()
+            for row in session.execute(base.order_by(literal_column("score").desc(), d.id).limit(limit))
+        ]
+    snippets = {row["id"]: row["snippet"] for row in rows}
+    if sqlite and rows:
+        # Snippets only for the hits shown: computing one per match would dominate the query.
+        ids = ",".join(str(int(row["id"])) for row in rows)
+        snippets = dict(
+            session.execute(
+                text(
+                    "SELECT rowid, snippet(description_fts, -1, '[', ']', '…', 24) FROM description_fts "
+                    f"WHERE description_fts MATCH :match AND rowid IN ({ids})"
+                ),
+                {"match": match},
+            ).all()
+        )
+    return [
+        SearchHit(
+            description_id=row["id"],
+            model=row["model"],
+            layer=row["layer"],
+            head=row["index"],
+            category=row["category"],
+            status=row["status"],
+            text=snippets.get(row["id"]) or "",
+            score=float(row["score"]),
+        )
+        for row in rows
+    ]
+
+
+def _filters(
+    base: Select,
+    model_id: int | None,
+    category: str | None,
+    layer_min: int | None,
+    layer_max: int | None,
+    min_scores: dict[str, float],
+    label: str | None,
+    unclear: bool | None,
+) -> Select:
+    d = S.Description
+    query = (
+        base.join(S.Head, S.Head.id == d.head_id)
+        .join(S.Model, S.Model.id == S.Head.model_id)
+        .add_columns(S.Model.name.label("model"), S.Head.layer, S.Head.index, d.category, d.status)
+    )
+    if model_id is not None:
+        query = query.where(S.Head.model_id == model_id)
+    if category is not None:
+        query = query.where(d.category == category)
+    if layer_min is not None:
+        query = query.where(S.Head.layer >= layer_min)
+    if layer_max is not None:
+        query = query.where(S.Head.layer <= layer_max)
+    if unclear is not None:
+        query = query.where(d.unclear == unclear)
+    if label is not None:
+        rated = select(S.Rating.id).where(
+            S.Rating.description_id == d.id, S.Rating.is_current, S.Rating.label == label
+        )
+        query = query.where(rated.exists())
+    for name, minimum in min_scores.items():
+        score, op = aliased(S.OperationScore), aliased(S.Operation)
+        good = (
+            select(score.head_id)
+            .join(op, op.id == score.operation_id)
+            .where(and_(score.head_id == d.head_id, op.name == name, score.relation >= minimum))
+        )
+        query = query.where(good.exists())
+    return query
