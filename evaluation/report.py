@@ -1,0 +1,122 @@
+"""One self-contained HTML page per model: heatmaps, correlation table, and every head.
+
+Everything comes from the store. The page has no external resources (inline CSS and
+JavaScript), so it can be mailed or archived as one file. LLM text is untrusted: it is
+rendered by Jinja2 with autoescaping, and the data the page's script filters on is read from
+the escaped DOM, never injected as markup.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from pydantic import BaseModel
+
+from describer.errors import HeadmapsError
+from evaluation.ratings import RatingsReport, ratings_report
+from store.api import Store
+from store.labels import CATEGORIES, CATEGORY_MEANINGS, RATING_LABELS, RATING_MEANINGS
+from store.models import HeadView, ModelSummary, RunOut
+
+CORRELATION = "correlation"
+"""``settings["experiment"]`` of an evaluate run whose ``counts`` hold a correlation table."""
+
+
+class Heatmap(BaseModel):
+    operation: str
+    category: str
+    k: int
+    max_score: float
+    cells: list[list[tuple[float | None, str]]]
+    """``[layer][head]`` (score or None, background colour)."""
+
+
+def _colour(value: float | None, top: float) -> str:
+    """White to deep blue, on the operation's own scale (its best head is darkest)."""
+    if value is None or top <= 0:
+        return "#f4f4f4"
+    t = max(0.0, min(1.0, value / top))
+    r, g, b = (int(255 + (c - 255) * t) for c in (20, 70, 160))
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def _heatmaps(store: Store, model: ModelSummary, heads: list[HeadView]) -> list[Heatmap]:
+    meta = {}
+    for view in heads:
+        for op in view.operations:
+            meta.setdefault(op.name, (op.category, op.k))
+    maps = []
+    for name, (category, k) in sorted(meta.items(), key=lambda kv: (kv[1][0], kv[0])):
+        grid = store.operation_grid(model.name, name)
+        values = [v for row in grid for v in row if not math.isnan(v)]
+        top = max(values, default=0.0)
+        cells = [
+            [(None if math.isnan(v) else v, _colour(None if math.isnan(v) else v, top)) for v in row]
+            for row in grid
+        ]
+        maps.append(Heatmap(operation=name, category=category, k=k, max_score=top, cells=cells))
+    return maps
+
+
+def latest_correlation(store: Store, model: str) -> RunOut | None:
+    """The newest finished correlation experiment stored for ``model``, if any."""
+    runs = [
+        run
+        for run in store.list_runs(kind="evaluate", model=model)
+        if run.status == "done" and run.settings.get("experiment") == CORRELATION and run.counts.get("rows")
+    ]
+    return runs[-1] if runs else None
+
+
+def build_report(store: Store, model: str, *, resamples: int = 500) -> str:
+    """Render the report of ``model`` as one HTML string."""
+    summary = store.get_model(model)
+    heads = [
+        store.get_head(model, layer, head)
+        for layer in range(summary.n_layers)
+        for head in range(summary.n_heads)
+    ]
+    if not any(view.salient or view.operations or view.descriptions for view in heads):
+        raise HeadmapsError(f"{model} has no analysis in the store yet; run `headmaps analyze {model}` first")
+    ratings: RatingsReport = ratings_report(store, model, resamples=resamples)
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(
+            lambda name: files("evaluation").joinpath("templates", name).read_text("utf-8")
+        ),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    latest: dict[tuple[int, int], Any] = {}
+    for view in heads:
+        if view.descriptions:
+            latest[view.layer, view.head] = view.descriptions[-1]
+    return env.get_template("report.html.j2").render(
+        model=summary,
+        heads=heads,
+        latest=latest,
+        heatmaps=_heatmaps(store, summary, heads),
+        correlation=latest_correlation(store, model),
+        ratings=ratings,
+        labels=RATING_LABELS,
+        label_meanings=RATING_MEANINGS,
+        categories=CATEGORIES,
+        category_meanings=CATEGORY_MEANINGS,
+        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    )
+
+
+def write_report(store: Store, model: str, path: Path, **kwargs: Any) -> Path:
+    """Write the report atomically (a crash never leaves half a page)."""
+    html = build_report(store, model, **kwargs)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(path)
+    return path
