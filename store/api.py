@@ -23,6 +23,8 @@ from store.models import (
     AnalysisIn,
     DescriptionIn,
     DescriptionOut,
+    DescriptionScoreIn,
+    DescriptionScoreOut,
     HeadView,
     MappingOut,
     ModelInfo,
@@ -408,19 +410,102 @@ class Store:
                 ratings.setdefault(r.description_id, []).append(
                     RatingOut.model_validate(r, from_attributes=True)
                 )
+        scores: dict[int, list[DescriptionScoreOut]] = {}
+        if rows:
+            for sc in session.scalars(
+                select(S.DescriptionScore)
+                .where(S.DescriptionScore.description_id.in_([d.id for d in rows]))
+                .order_by(S.DescriptionScore.scorer, S.DescriptionScore.llm_model)
+            ):
+                scores.setdefault(sc.description_id, []).append(self._score_out(sc, model, layer, head))
         out = []
         for d in rows:
             history = ratings.get(d.id, [])
-            fields = {f: getattr(d, f) for f in DescriptionOut.model_fields if hasattr(d, f)}
+            fields = {
+                f: getattr(d, f) for f in DescriptionOut.model_fields if hasattr(d, f) and f != "scores"
+            }
             fields.update(model=model, layer=layer, head=head)
             out.append(
                 DescriptionOut(
                     **fields,
                     ratings=sorted((r for r in history if r.is_current), key=lambda r: r.rater),
                     history=history,
+                    scores=scores.get(d.id, []),
                 )
             )
         return out
+
+    @staticmethod
+    def _score_out(row: S.DescriptionScore, model: str, layer: int, head: int) -> DescriptionScoreOut:
+        fields = {f: getattr(row, f) for f in DescriptionScoreOut.model_fields if hasattr(row, f)}
+        return DescriptionScoreOut(**fields, model=model, layer=layer, head=head)
+
+    # --- automatic description scores ----------------------------------------------------------------
+
+    def add_description_score(self, score: DescriptionScoreIn) -> int:
+        """Store a description's score by ``scorer`` and ``llm_model``, replacing an earlier one
+        with the same three; returns its id."""
+        if score.score is not None and not math.isfinite(score.score):
+            raise HeadmapsError(f"a description score must be a finite number or None, not {score.score}")
+        for attempt in range(20):
+            try:
+                with self.write() as session:
+                    # Lock the description row so concurrent replacements queue (PostgreSQL).
+                    found = session.scalar(
+                        select(S.Description.id)
+                        .where(S.Description.id == score.description_id)
+                        .with_for_update()
+                    )
+                    if found is None:
+                        raise HeadmapsError(f"no description with id {score.description_id}")
+                    session.execute(
+                        delete(S.DescriptionScore).where(
+                            S.DescriptionScore.description_id == score.description_id,
+                            S.DescriptionScore.scorer == score.scorer,
+                            S.DescriptionScore.llm_model == score.llm_model,
+                        )
+                    )
+                    row = S.DescriptionScore(
+                        **score.model_dump(exclude={"created_at"}), created_at=as_utc(score.created_at)
+                    )
+                    session.add(row)
+                    session.flush()
+                    return row.id
+            except (IntegrityError, OperationalError):
+                if attempt == 19:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def description_scores(
+        self, model: str | None = None, scorer: str | None = None, llm_model: str | None = None
+    ) -> list[DescriptionScoreOut]:
+        """Stored description scores (of one model, scorer or judging LLM), in model, layer, head,
+        description and scorer order."""
+        with self.read() as session:
+            query = (
+                select(S.DescriptionScore, S.Model.name, S.Head.layer, S.Head.index)
+                .join(S.Description, S.Description.id == S.DescriptionScore.description_id)
+                .join(S.Head, S.Head.id == S.Description.head_id)
+                .join(S.Model, S.Model.id == S.Head.model_id)
+            )
+            if model is not None:
+                query = query.where(S.Model.id == self._model(session, model).id)
+            if scorer is not None:
+                query = query.where(S.DescriptionScore.scorer == scorer)
+            if llm_model is not None:
+                query = query.where(S.DescriptionScore.llm_model == llm_model)
+            query = query.order_by(
+                S.Model.name,
+                S.Head.layer,
+                S.Head.index,
+                S.DescriptionScore.description_id,
+                S.DescriptionScore.scorer,
+                S.DescriptionScore.llm_model,
+            )
+            return [
+                self._score_out(row, name, layer, head) for row, name, layer, head in session.execute(query)
+            ]
 
     def _description_query(self, session: Session, model: str, prompt_sha: str | None, llm_model: str | None):  # noqa: ANN202
         model_row = self._model(session, model)

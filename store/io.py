@@ -79,7 +79,15 @@ TABLES: dict[str, list[tuple[str, str]]] = {
         ("description", "int"), ("rater", "str"), ("label", "str"), ("comment", "str"),
         ("created_at", "time"), ("is_current", "bool"),
     ],
+    "description_score": [
+        ("description", "int"), ("scorer", "str"), ("llm_model", "str"), ("score", "float"),
+        ("details", "json"), ("created_at", "time"),
+    ],
 }  # fmt: skip
+
+OPTIONAL_TABLES = frozenset({"description_score"})
+"""Tables added after version 1 of the format: files written before them lack them and import
+as if they were empty (and an older headmaps ignores them)."""
 
 
 # --- export -------------------------------------------------------------------------------------
@@ -222,6 +230,17 @@ def dump(store: Store, model: str | None = None) -> dict[str, list[dict[str, Any
                 {"description": descriptions[r.description_id], "rater": r.rater, "label": r.label,
                  "comment": r.comment, "created_at": _time(r.created_at), "is_current": r.is_current}
             )  # fmt: skip
+        for sc in sorted(
+            session.scalars(
+                select(S.DescriptionScore).where(S.DescriptionScore.description_id.in_(list(descriptions)))
+            ),
+            key=lambda sc: (descriptions[sc.description_id], sc.scorer, sc.llm_model),
+        ):
+            tables["description_score"].append(
+                {"description": descriptions[sc.description_id], "scorer": sc.scorer,
+                 "llm_model": sc.llm_model, "score": sc.score, "details": sc.details,
+                 "created_at": _time(sc.created_at)}
+            )  # fmt: skip
     return tables
 
 
@@ -305,7 +324,10 @@ def read_file(path: str | Path) -> dict[str, list[dict[str, Any]]]:
             with zipfile.ZipFile(path) as archive:
                 manifest = json.loads(archive.read("manifest.json"))
                 tables = {}
+                present = set(archive.namelist())
                 for name, columns in TABLES.items():
+                    if name in OPTIONAL_TABLES and f"{name}.csv" not in present:
+                        continue
                     reader = csv.reader(io.StringIO(archive.read(f"{name}.csv").decode()))
                     header = next(reader)
                     if header != [c for c, _ in columns]:
@@ -325,10 +347,10 @@ def read_file(path: str | Path) -> dict[str, list[dict[str, Any]]]:
         raise HeadmapsError(
             f"{path}: export version {manifest.get('version')} is not supported (need {VERSION})"
         )
-    missing = set(TABLES) - set(tables)
+    missing = set(TABLES) - set(tables) - OPTIONAL_TABLES
     if missing:
         raise HeadmapsError(f"{path}: export lacks tables {', '.join(sorted(missing))}")
-    return tables
+    return {name: tables.get(name, []) for name in TABLES}
 
 
 def _dt(value: str | None) -> datetime | None:
@@ -577,3 +599,24 @@ def _import(session: Session, store: Store, tables: dict, added: dict[str, int])
             )  # fmt: skip
             session.flush()
             added["rating"] += 1
+
+    for row in tables["description_score"]:
+        did = descriptions[row["description"]]
+        # A score already stored for this description, scorer and LLM is kept (like ratings, an
+        # import never overwrites what the database holds).
+        if (
+            session.scalar(
+                select(S.DescriptionScore.id).where(
+                    S.DescriptionScore.description_id == did,
+                    S.DescriptionScore.scorer == row["scorer"],
+                    S.DescriptionScore.llm_model == row["llm_model"],
+                )
+            )
+            is None
+        ):
+            session.add(
+                S.DescriptionScore(description_id=did, scorer=row["scorer"], llm_model=row["llm_model"],
+                                   score=row["score"], details=row["details"], created_at=_dt(row["created_at"]))
+            )  # fmt: skip
+            session.flush()
+            added["description_score"] += 1

@@ -121,6 +121,20 @@ class DescriptionIn(_In):
     """Naive UTC; now when omitted."""
 
 
+class DescriptionScoreIn(_In):
+    """An automatic score of one description (``evaluation.scoring``)."""
+
+    description_id: int
+    scorer: str = Field(min_length=1, max_length=50)
+    """``simulation`` or ``operation_agreement`` (any name a scorer registers)."""
+    llm_model: str = Field(min_length=1, max_length=200)
+    """The LLM that simulated or judged."""
+    score: float | None
+    """None: the judge's answer could not be used (``details`` holds the raw text)."""
+    details: dict[str, Any] = {}
+    created_at: datetime | None = None
+
+
 class RatingIn(_In):
     description_id: int
     rater: str = Field(min_length=1)
@@ -188,6 +202,19 @@ class RatingOut(BaseModel):
     is_current: bool
 
 
+class DescriptionScoreOut(BaseModel):
+    id: int
+    description_id: int
+    model: str
+    layer: int
+    head: int
+    scorer: str
+    llm_model: str
+    score: float | None
+    details: dict[str, Any]
+    created_at: datetime
+
+
 class DescriptionOut(BaseModel):
     id: int
     model: str
@@ -217,6 +244,8 @@ class DescriptionOut(BaseModel):
     """Current ratings, one per rater."""
     history: list[RatingOut] = []
     """Every rating, current and replaced, oldest first."""
+    scores: list[DescriptionScoreOut] = []
+    """Automatic scores, by scorer and judging LLM."""
 
 
 class HeadView(BaseModel):

@@ -216,3 +216,22 @@ class Rating(Base):
     comment: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     is_current: Mapped[bool] = mapped_column(Boolean)
+
+
+class DescriptionScore(Base):
+    """An automatic score of one description (``evaluation.scoring``), one per scorer and
+    judging LLM; re-scoring replaces it. ``score`` is null when the judge's answer could not be
+    used (its raw text is in ``details``)."""
+
+    __tablename__ = "description_score"
+    __table_args__ = (UniqueConstraint("description_id", "scorer", "llm_model", name="uq_description_score"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    description_id: Mapped[int] = mapped_column(ForeignKey("description.id", ondelete="CASCADE"))
+    scorer: Mapped[str] = mapped_column(String(50))
+    """simulation or operation_agreement."""
+    llm_model: Mapped[str] = mapped_column(String(200))
+    """The LLM that simulated or judged (not the one that wrote the description)."""
+    score: Mapped[float | None] = mapped_column(Float)
+    details: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(DateTime)

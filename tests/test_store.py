@@ -9,13 +9,13 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, inspect, select, text
 
 from describer.errors import HeadmapsError
 from store import RATING_LABELS, open_store
 from store import schema as S
 from store.io import export_store, import_file
-from store.models import RatingIn
+from store.models import DescriptionScoreIn, RatingIn
 from tests._storedb import ENGINES, analysis, definitions, description, make_url, model_info
 
 
@@ -35,7 +35,7 @@ def counts(store) -> dict[str, int]:  # noqa: ANN001
         return {
             t.__tablename__: session.scalar(select(func.count()).select_from(t))
             for t in (S.Model, S.Head, S.Analysis, S.SalientToken, S.MappedToken, S.OperationScore,
-                      S.Operation, S.Description, S.Rating, S.Run)
+                      S.Operation, S.Description, S.Rating, S.Run, S.DescriptionScore)
         }  # fmt: skip
 
 
@@ -244,6 +244,14 @@ def _fill(store) -> None:  # noqa: ANN001
     store.add_embedding(did, "minilm", [0.5, -1.25, 3.0])
     store.add_rating(RatingIn(description_id=did, rater="ann", label="plausible", comment='ok, "fine"'))
     store.add_rating(RatingIn(description_id=did, rater="ann", label="not_plausible"))
+    store.add_description_score(
+        DescriptionScoreIn(description_id=did, scorer="simulation", llm_model="judge", score=0.1 + 0.2,
+                           details={"items": [{"source": " é", "predicted": 2, "correct": True}], "n": 3})
+    )  # fmt: skip
+    store.add_description_score(
+        DescriptionScoreIn(description_id=did, scorer="operation_agreement", llm_model="judge", score=None,
+                           details={"raw": 'not json, "quoted"\nline', "error": "no JSON object"})
+    )  # fmt: skip
     store.finish_run(run, "interrupted", {"described": 1})
 
 
@@ -260,6 +268,7 @@ def test_export_import_export_is_identical(store, url: str, tmp_path: Path, fmt:
     assert (
         added["description"] == 3 and added["rating"] == 2 and added["mapped_token"] == 12 * 3 * 2 + 4 * 3 * 2
     )
+    assert added["description_score"] == 2
     assert export_store(store, fmt=fmt) == first
     # Importing again adds nothing.
     assert sum(import_file(store, tmp_path / f"a.{fmt}").values()) == 0
@@ -270,6 +279,65 @@ def test_export_import_export_is_identical(store, url: str, tmp_path: Path, fmt:
         assert {m["name"] for m in doc["tables"]["model"]} == {"tiny", "other"}
         assert json.loads(export_store(store, "other"))["tables"]["description"][0]["model"] == "other"
     assert store.search("emoji")[0].model == "other"  # the FTS index follows imported rows
+
+
+def test_an_export_from_before_scores_still_imports(store, tmp_path: Path) -> None:  # noqa: ANN001
+    _fill(store)
+    doc = json.loads(export_store(store))
+    del doc["tables"]["description_score"]
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(doc))
+    with store.write() as session:
+        for table in reversed(S.Base.metadata.sorted_tables):
+            session.execute(table.delete())
+    added = import_file(store, old)
+    assert added["description"] == 3 and added["description_score"] == 0
+
+
+def test_description_scores_replace_list_show_and_cascade(store) -> None:  # noqa: ANN001
+    info = model_info()
+    store.save_analysis(info, analysis(info), settings_key="k")
+    a = store.add_description(description(layer=1, head=2))
+    b = store.add_description(description(layer=0, head=3))
+    first = store.add_description_score(
+        DescriptionScoreIn(description_id=a, scorer="simulation", llm_model="j1", score=0.5, details={"n": 4})
+    )
+    store.add_description_score(
+        DescriptionScoreIn(description_id=a, scorer="simulation", llm_model="j2", score=-0.25)
+    )
+    store.add_description_score(
+        DescriptionScoreIn(description_id=b, scorer="operation_agreement", llm_model="j1", score=None,
+                           details={"raw": "???"})
+    )  # fmt: skip
+    # Same description, scorer and LLM: the new score replaces the old one.
+    second = store.add_description_score(
+        DescriptionScoreIn(description_id=a, scorer="simulation", llm_model="j1", score=1.0, details={"n": 5})
+    )
+    assert second != first
+    rows = store.description_scores("tiny")
+    assert [(r.layer, r.head, r.scorer, r.llm_model, r.score) for r in rows] == [
+        (0, 3, "operation_agreement", "j1", None),
+        (1, 2, "simulation", "j1", 1.0),
+        (1, 2, "simulation", "j2", -0.25),
+    ]
+    assert [r.score for r in store.description_scores(scorer="simulation", llm_model="j1")] == [1.0]
+    assert store.description_scores(scorer="nothing") == []
+    shown = store.get_head("tiny", 1, 2).descriptions[0].scores
+    assert [(s.llm_model, s.score, s.details) for s in shown] == [("j1", 1.0, {"n": 5}), ("j2", -0.25, {})]
+    assert store.get_description(b).scores[0].details == {"raw": "???"}
+    with pytest.raises(HeadmapsError, match="no description with id 999"):
+        store.add_description_score(
+            DescriptionScoreIn(description_id=999, scorer="simulation", llm_model="j", score=0.0)
+        )
+    with pytest.raises(HeadmapsError, match="finite"):
+        store.add_description_score(
+            DescriptionScoreIn(description_id=a, scorer="simulation", llm_model="j", score=math.nan)
+        )
+    with pytest.raises(HeadmapsError, match="unknown model"):
+        store.description_scores("nope")
+    with store.write() as session:
+        session.execute(S.Description.__table__.delete().where(S.Description.id == a))
+    assert [r.description_id for r in store.description_scores()] == [b]
 
 
 def test_import_rejects_bad_files(store, tmp_path: Path) -> None:  # noqa: ANN001
@@ -311,6 +379,24 @@ def test_old_schema_is_upgraded_and_newer_refused(url: str) -> None:
     with pytest.raises(HeadmapsError, match="newer"):
         check_revision(engine, allow_old=True)
     engine.dispose()
+
+
+def test_a_0002_database_gains_the_score_table(url: str) -> None:
+    from store.db import current_revision, make_engine, upgrade_schema
+
+    engine = make_engine(url)
+    upgrade_schema(engine, "0002_description_search")
+    with engine.connect() as conn:
+        assert "description_score" not in inspect(conn).get_table_names()
+    engine.dispose()
+    with open_store(url) as store:
+        assert current_revision(store.engine) == "0003_description_score"
+        store.register_model(model_info())
+        did = store.add_description(description())
+        store.add_description_score(
+            DescriptionScoreIn(description_id=did, scorer="simulation", llm_model="j", score=0.75)
+        )
+        assert store.get_description(did).scores[0].score == 0.75
 
 
 def test_foreign_database_is_refused(tmp_path: Path) -> None:
