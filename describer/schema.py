@@ -1,0 +1,68 @@
+"""What an LLM must answer about a head, validated: LLM text is untrusted input."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from store.labels import CATEGORIES, CATEGORY_MEANINGS
+
+Category = Literal[CATEGORIES]  # type: ignore[valid-type]
+
+_SENTENCE = 600
+"""Longest accepted sentence field, in characters; longer answers are rambling, not a sentence."""
+
+
+class HeadDescription(BaseModel):
+    """One head described in the fields of the MAPS paper's prompt, plus a category."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    reasoning: str = Field(max_length=2000)
+    """What the LLM noticed before answering."""
+    inputs: str = Field(min_length=1, max_length=_SENTENCE)
+    """One sentence on the input tokens."""
+    pattern: str = Field(min_length=1, max_length=_SENTENCE)
+    """One sentence on the observed mapping (``Unclear`` when there is none)."""
+    unclear: bool
+    """The LLM found no consistent pattern."""
+    category: Category
+    """Which stage of the attention-head survey the head serves (``store.labels.CATEGORIES``)."""
+    tags: list[str] = Field(default_factory=list, max_length=10)
+    """Free keywords, lower-cased and deduplicated."""
+
+    @field_validator("category", mode="before")
+    @classmethod
+    def _normalise_category(cls, value: object) -> object:
+        # "In-context identification" and "in context identification" mean the listed name.
+        if isinstance(value, str):
+            return value.strip().lower().replace("-", "_").replace(" ", "_")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _clean_tags(cls, tags: list[str]) -> list[str]:
+        cleaned = [t.strip().lower()[:50] for t in tags if t and t.strip()]
+        return list(dict.fromkeys(cleaned))
+
+    @property
+    def status(self) -> str:
+        return "unclear" if self.unclear or self.category == "unclear" else "ok"
+
+
+def response_json_schema() -> dict[str, Any]:
+    """The JSON schema sent as ``response_format``: strict-mode compatible (every property
+    required, no extra properties), so OpenAI's structured outputs accept it."""
+    schema = copy.deepcopy(HeadDescription.model_json_schema())
+    schema["required"] = list(schema["properties"])
+    schema["additionalProperties"] = False
+    for prop in schema["properties"].values():
+        prop.pop("default", None)
+        for key in ("maxLength", "minLength", "maxItems"):  # not supported by strict mode
+            prop.pop(key, None)
+    return schema
+
+
+__all__ = ["CATEGORIES", "CATEGORY_MEANINGS", "HeadDescription", "response_json_schema"]
