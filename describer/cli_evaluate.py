@@ -1,0 +1,274 @@
+"""``headmaps evaluate``: the paper's validation experiments (correlation, causal)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from describer.cli import (
+    DeviceOpt,
+    ModelArg,
+    NormsOpt,
+    SourceOpt,
+    _progress,
+    _user_errors,
+    _warn,
+    _write_atomic,
+    app,
+    err,
+    out,
+)
+from describer.cli_store import DbOpt
+from describer.errors import HeadmapsError
+
+evaluate_app = typer.Typer(
+    help="Validate the static scores against the model's behaviour (the MAPS paper's experiments).",
+    no_args_is_help=True,
+)
+app.add_typer(evaluate_app, name="evaluate")
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _load(model: str | None, device: str, source: str | None, norms: bool | None):  # noqa: ANN202
+    from describer.jobs import pick_device, settings_for
+    from describer.models import load_model
+
+    device = pick_device(device)
+    loaded = load_model(model, device=device)
+    return loaded, settings_for(loaded, source, norms)
+
+
+ROW_KEYS = (
+    "operation",
+    "category",
+    "n_pairs",
+    "max_static",
+    "r_without_context",
+    "r_with_context",
+    "suppression_r_without_context",
+    "suppression_r_with_context",
+)
+
+
+def _store_correlation(db: str | None, loaded, result, operations: str, max_pairs: int) -> None:  # noqa: ANN001
+    """Record the table as a finished ``evaluate`` run of the model (the report and the web app
+    show the newest one)."""
+    from describer.cli_store import model_info
+    from store import open_store
+
+    with open_store(db) as store:
+        store.register_model(model_info(loaded))
+        run_id = store.start_run(
+            "evaluate",
+            loaded.name,
+            {
+                "experiment": "correlation",
+                "operations": operations,
+                "max_pairs": max_pairs,
+                **{key: value for key, value in result.settings.items() if key != "device"},
+            },
+        )
+        store.finish_run(
+            run_id,
+            "done",
+            counts={
+                "rows": [row.model_dump(include=set(ROW_KEYS)) for row in result.rows],
+                "median_r_without_context": result.median_r_without_context,
+                "median_r_with_context": result.median_r_with_context,
+            },
+        )
+
+
+@evaluate_app.command()
+def correlation(
+    model: ModelArg = None,
+    operations: Annotated[str, typer.Option(help="all, or comma-separated operation names.")] = "all",
+    max_pairs: Annotated[
+        int, typer.Option(min=0, help="Pairs per operation (a fixed random sample); 0 for all.")
+    ] = 50,
+    k: Annotated[int | None, typer.Option(min=1, help="Override every operation's k.")] = None,
+    source: SourceOpt = None,
+    norms: NormsOpt = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Prompts per forward pass.")] = 64,
+    device: DeviceOpt = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    csv_path: Annotated[Path | None, typer.Option("--output", "-o", help="Write the table as CSV.")] = None,
+    db: DbOpt = None,
+    no_store: Annotated[
+        bool, typer.Option("--no-store", help="Do not record the table in the database.")
+    ] = False,
+) -> None:
+    """Pearson r between static and dynamic (in-context) scores over all heads, per operation.
+
+    Prompts are the paper's four templates around each source word; each head's output at the
+    last position is projected to the vocabulary with its real attention (with context) and with
+    its attention forced onto the source word (without context)."""
+    from describer.jobs import tokenize_all
+    from describer.operations import select_operations
+    from evaluation.correlation import paper_medians, run_correlation, to_csv
+
+    with _user_errors():
+        ops = select_operations(operations)
+        if csv_path is not None and not csv_path.expanduser().parent.exists():
+            raise HeadmapsError(f"{csv_path}: directory {csv_path.parent} does not exist")
+        with _progress() as progress:
+            loaded, settings = _load(model, device, source, norms)
+            tokenized = tokenize_all(ops, loaded, k, _warn, strict=len(ops) == 1)
+            result, _, _ = run_correlation(
+                loaded,
+                tokenized,
+                settings,
+                max_pairs=max_pairs or None,
+                batch_size=batch_size,
+                progress=progress,
+            )
+        if csv_path is not None:
+            _write_atomic(csv_path, to_csv(result))
+        if not no_store:
+            _store_correlation(db, loaded, result, operations, max_pairs)
+        undefined = [
+            r.operation
+            for r in result.rows
+            if None
+            in (
+                r.r_without_context,
+                r.r_with_context,
+                r.suppression_r_without_context,
+                r.suppression_r_with_context,
+            )
+        ]
+        if undefined:
+            _warn(
+                "r is undefined (null / n/a) where static or dynamic scores are equal for every head: "
+                + ", ".join(undefined)
+            )
+        if as_json:
+            keys = set(ROW_KEYS)
+            payload = {
+                "model": result.model,
+                "rows": [r.model_dump(include=keys) for r in result.rows],
+                "median_r_without_context": result.median_r_without_context,
+                "median_r_with_context": result.median_r_with_context,
+            }
+            sys.stdout.write(json.dumps(payload) + "\n")
+            return
+        s = result.settings
+        table = Table(
+            title=f"{result.model}: static vs dynamic scores (source {s['source']}, "
+            f"{'norms' if s['norms'] else 'no norms'}, ≤{max_pairs or 'all'} pairs)"
+        )
+        for column in ("category", "operation", "pairs", "k", "max static", "r w/o ctx", "r with ctx"):
+            table.add_column(column, justify="left" if column in ("category", "operation") else "right")
+        table.add_column("suppr. r w/o", justify="right")
+        table.add_column("suppr. r with", justify="right")
+        for r in sorted(result.rows, key=lambda r: (r.category, r.operation)):
+            table.add_row(
+                r.category,
+                r.operation,
+                str(r.n_pairs),
+                str(r.k),
+                f"{r.max_static:.2f}",
+                _fmt(r.r_without_context),
+                _fmt(r.r_with_context),
+                _fmt(r.suppression_r_without_context),
+                _fmt(r.suppression_r_with_context),
+            )
+        out.print(table)
+        medians = Table(title="Median r over operations")
+        for column in ("model", "without context", "with context"):
+            medians.add_column(column)
+        medians.add_row(
+            f"[bold]{result.model}[/] (ours)",
+            _fmt(result.median_r_without_context),
+            _fmt(result.median_r_with_context),
+        )
+        paper = paper_medians()
+        for name, (without, with_) in paper.items():
+            medians.add_row(f"{name} (paper)", _fmt(without), _fmt(with_))
+        out.print(medians)
+        if not paper:
+            err.print("(the paper's tables were not found; set HEADMAPS_PAPER_DIR to compare)")
+        if csv_path is not None:
+            out.print(f"written to {csv_path}", highlight=False)
+
+
+@evaluate_app.command()
+def causal(
+    model: ModelArg = None,
+    operation: Annotated[str, typer.Option(help="The operation whose top heads are ablated.")] = "",
+    control: Annotated[
+        str | None, typer.Option(help="Control operation. Default: country_to_capital, or name_copying.")
+    ] = None,
+    max_heads: Annotated[int, typer.Option(min=1, help="Ablate the top 1..M heads.")] = 8,
+    seeds: Annotated[int, typer.Option(min=1, help="Random-head draws per m.")] = 3,
+    shots: Annotated[int, typer.Option(min=1, help="Demonstrations per few-shot prompt.")] = 3,
+    max_prompts: Annotated[int, typer.Option(min=1, help="Prompts per operation.")] = 50,
+    k: Annotated[int | None, typer.Option(min=1, help="k of the static scores that rank the heads.")] = None,
+    source: SourceOpt = None,
+    norms: NormsOpt = None,
+    device: DeviceOpt = "auto",
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Directory for the CSV and the PNG plot.")
+    ] = Path("."),
+) -> None:
+    """Ablate the operation's top heads one by one (zeroed at the last position) and measure the
+    model's few-shot accuracy, against random heads and a control operation. Writes
+    causal_MODEL_OPERATION.csv and .png."""
+    from describer.analysis import Analyzer
+    from describer.jobs import tokenize_all
+    from describer.operations import select_operations
+    from evaluation.causal import plot, run_causal, to_csv
+
+    with _user_errors():
+        if not operation:
+            raise HeadmapsError("give --operation NAME")
+        control = control or ("country_to_capital" if operation != "country_to_capital" else "name_copying")
+        if control == operation:
+            raise HeadmapsError("the control operation must differ from --operation")
+        (op,) = select_operations(operation)
+        (ctl,) = select_operations(control)
+        if not output.is_dir():
+            raise HeadmapsError(f"{output}: no such directory")
+        with _progress() as progress:
+            loaded, settings = _load(model, device, source, norms)
+            tok_op, tok_ctl = tokenize_all([op, ctl], loaded, k, _warn, strict=True)
+            analyzer = Analyzer(loaded.adapter, loaded.tokenizer, settings, device=loaded.model.device)
+            _, (scores,) = analyzer.analyze([tok_op], with_salient=False, progress=progress)
+            try:
+                result = run_causal(
+                    loaded,
+                    tok_op,
+                    tok_ctl,
+                    scores.scores,
+                    max_heads=max_heads,
+                    seeds=seeds,
+                    n_shots=shots,
+                    max_prompts=max_prompts,
+                    progress=progress,
+                )
+            except ValueError as exc:
+                raise HeadmapsError(str(exc)) from exc
+        stem = f"causal_{result.model.replace('/', '_')}_{result.operation}"
+        _write_atomic(output / f"{stem}.csv", to_csv(result))
+        plot(result, output / f"{stem}.png")
+        table = Table(title=f"{result.model}: {result.operation} ({result.n_prompts} few-shot prompts)")
+        for column in ("m", "ablated", "acc top-m", "acc random", f"control {result.control}"):
+            table.add_column(column)
+        for p in result.points:
+            table.add_row(
+                str(p.m),
+                " ".join(p.heads[-1:]),
+                f"{p.accuracy_top:.2f}",
+                f"{p.accuracy_random:.2f}±{p.accuracy_random_std:.2f}",
+                f"{p.accuracy_control:.2f}",
+            )
+        out.print(table)
+        out.print(f"written to {output / stem}.csv and .png", highlight=False)
