@@ -1,0 +1,252 @@
+"""``headmaps evaluate descriptions``, ``headmaps evaluate ratings`` and ``headmaps report``.
+
+Registered on ``describer.cli.app`` (the first two on its ``evaluate`` group from
+``describer.cli_evaluate``) by one import in ``describer.cli``."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from describer.cli import ModelArg, _user_errors, _warn, app, out
+from describer.cli_evaluate import evaluate_app
+from describer.cli_store import DbOpt
+from describer.errors import HeadmapsError
+
+if TYPE_CHECKING:
+    from evaluation.ratings import Agreement, Distribution
+    from evaluation.scoring import ScoringSummary
+    from store import Store
+
+
+def stored_model(store: Store, model: str | None) -> str:
+    """The stored name for MODEL: as given when stored, else the name ``analyze`` gives it (a
+    path or alias); without MODEL the only stored model, else the default model."""
+    from describer.models import DEFAULT_MODEL, resolve
+
+    names = [m.name for m in store.list_models()]
+    if model is None:
+        return names[0] if len(names) == 1 else DEFAULT_MODEL
+    if model in names:
+        return model
+    try:
+        return resolve(model).name
+    except HeadmapsError:
+        return model  # the store's "unknown model" error lists what it holds
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+@evaluate_app.command("descriptions")
+def evaluate_descriptions(
+    model: ModelArg = None,
+    llm_model: Annotated[
+        str | None,
+        typer.Option(
+            envvar="HEADMAPS_LLM_MODEL",
+            help="The judging LLM at the endpoint. Default: the local qwen2.5-coder-0.5b-instruct.",
+        ),
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="HEADMAPS_LLM_BASE_URL",
+            help="OpenAI-compatible endpoint (key from OPENAI_API_KEY or HEADMAPS_LLM_API_KEY). "
+            "Default: a local server headmaps starts itself.",
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, help="Requests in flight at once. Default: 8, or 1 for the local model."),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Score at most N descriptions.")] = None,
+    threshold: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="Best operation score that makes a head a positive."),
+    ] = 0.3,
+    db: DbOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+) -> None:
+    """Score the model's descriptions automatically and store the scores: simulation (can an
+    LLM predict the head's mappings from the description?) and operation agreement (does
+    the description name the operation the head scores high on? precision and recall)."""
+    from describer.llm import OpenAIBackend, ResponseCache, api_key_from_env
+    from describer.models import cache_dir
+    from describer.offline import WEAK_MODEL_NOTE
+    from describer.pipeline import open_endpoint
+    from evaluation.scoring import SCORING_PARAMS, Asker, Scorer, ScoringSettings
+    from store import open_store
+
+    with _user_errors():
+        settings = ScoringSettings(threshold=threshold)
+        store = open_store(db)
+        try:
+            name = stored_model(store, model)
+            if store.get_model(name).described == 0:
+                raise HeadmapsError(f"{name} has no descriptions to score; run `headmaps describe` first")
+            cache = ResponseCache(cache_dir() / "llm-cache.sqlite")
+            try:
+                with open_endpoint(base_url, llm_model) as endpoint:
+                    if endpoint.local:
+                        _warn(WEAK_MODEL_NOTE)
+                    backend = OpenAIBackend(
+                        endpoint.base_url,
+                        endpoint.request_model,
+                        api_key_from_env(),
+                        timeout_s=900.0 if endpoint.local else 120.0,
+                    )
+                    backend.host = endpoint.host
+                    asker = Asker(
+                        backend,
+                        params=SCORING_PARAMS,
+                        concurrency=concurrency or (1 if endpoint.local else 8),
+                        cache=cache,
+                        model_label=endpoint.label,
+                    )
+
+                    async def main() -> ScoringSummary:
+                        try:
+                            await backend.preflight()
+                            return await Scorer(store, name, asker, settings, limit=limit).run()
+                        finally:
+                            await backend.aclose()
+
+                    summary = asyncio.run(main())
+            finally:
+                cache.close()
+        finally:
+            store.close()
+        if summary.errors:
+            _warn(f"{summary.errors} request(s) got no answer; nothing stored for them, re-run to retry")
+        if as_json:
+            sys.stdout.write(summary.model_dump_json() + "\n")
+            return
+        _print_scores(summary)
+
+
+def _print_scores(summary: ScoringSummary) -> None:
+    sim, agr = summary.simulation, summary.operation_agreement
+    table = Table(title=f"{summary.model}: description scores by {summary.llm_model}")
+    for column in ("scorer", "descriptions", "failed", "score"):
+        table.add_column(column)
+    table.add_row("simulation (acc. above chance)", str(sim.scored), str(sim.failed), _num(sim.mean))
+    table.add_row("  on sources the prompt did not show", str(sim.unseen), "", _num(sim.mean_unseen))
+    table.add_row(
+        f"operation agreement (threshold {agr.threshold:g})",
+        f"{agr.positives} positive, {agr.controls} control",
+        str(agr.failed),
+        f"precision {_num(agr.precision, 2)}, recall {_num(agr.recall, 2)}",
+    )
+    out.print(table)
+    if sim.by_describer:
+        by = Table(title="Simulation score by prompt / describing LLM")
+        by.add_column("prompt / LLM")
+        by.add_column("mean", justify="right")
+        for group, mean in sim.by_describer.items():
+            by.add_row(escape(group), _num(mean))
+        out.print(by)
+    out.print(
+        f"operation agreement: {agr.true_positives} TP, {agr.false_positives} FP, "
+        f"{agr.false_negatives} FN, {agr.true_negatives} TN; this run: {summary.llm_calls} LLM call(s), "
+        f"{summary.tokens_in} tokens in, {summary.tokens_out} out, {summary.seconds:.1f}s",
+        highlight=False,
+    )
+    if sim.scored and sim.unseen < sim.scored:
+        out.print(
+            f"note: {sim.scored - sim.unseen} description(s) were simulated on sources their prompt showed "
+            "(it showed every stored source); analyse with more --top-tokens for held-out ones",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@evaluate_app.command("ratings")
+def evaluate_ratings(
+    model: ModelArg = None,
+    db: DbOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+) -> None:
+    """People's ratings of the descriptions: label distributions (overall, per category, per
+    prompt, per LLM) and inter-rater agreement with bootstrap 95% intervals."""
+    from evaluation.ratings import ratings_report
+    from store import open_store
+
+    with _user_errors(), open_store(db) as store:
+        report = ratings_report(store, stored_model(store, model))
+    if as_json:
+        sys.stdout.write(report.model_dump_json() + "\n")
+        return
+    from store.labels import RATING_LABELS
+
+    short = {
+        "plausible": "plaus.",
+        "partially_plausible": "partly",
+        "not_plausible": "not",
+        "cannot_tell": "?",
+    }
+    table = Table(title=f"{report.model}: {report.ratings} rating(s) by {len(report.raters)} rater(s)")
+    table.add_column("group", overflow="fold")
+    for column in ("ratings", "descr.", *(short.get(label, label) for label in RATING_LABELS), "share"):
+        table.add_column(column, justify="right", min_width=len(column), no_wrap=True)
+
+    def rows(title: str, groups: list[Distribution]) -> None:
+        for d in groups:
+            table.add_row(
+                escape(f"{title}{d.group}"),
+                str(d.ratings),
+                str(d.descriptions),
+                *(str(d.counts[label]) for label in RATING_LABELS),
+                _num(d.share_plausible, 2),
+            )
+
+    rows("", [report.overall])
+    rows("category: ", report.by_category)
+    rows("prompt: ", report.by_prompt)
+    rows("LLM: ", report.by_llm)
+    out.print(table)
+    legend = ", ".join(f"{short.get(label, label)} = {label}" for label in RATING_LABELS)
+    out.print(f"{legend}; share = plausible among judged ratings", highlight=False, soft_wrap=True)
+
+    def line(name: str, a: Agreement | None) -> None:
+        if a is None:
+            out.print(f"{name}: needs two raters of the same descriptions", highlight=False)
+            return
+        out.print(
+            f"{name}: {a.statistic} = {_num(a.value)} (95% CI {_num(a.low)} to {_num(a.high)}), "
+            f"{a.raters} raters, {a.units} shared description(s)",
+            highlight=False,
+        )
+
+    line("agreement", report.agreement)
+    line("ordinal agreement", report.ordinal_agreement)
+
+
+@app.command()
+def report(
+    model: ModelArg = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path(
+        "report.html"
+    ),
+    db: DbOpt = None,
+) -> None:
+    """One self-contained HTML page for a model: operation heatmaps, the correlation table,
+    and every head's mappings, descriptions, scores and ratings, searchable in the page."""
+    from evaluation.report import write_report
+    from store import open_store
+
+    with _user_errors():
+        output = output.expanduser()
+        if not output.parent.exists():
+            raise HeadmapsError(f"{output}: directory {output.parent} does not exist")
+        with open_store(db) as store:
+            name = stored_model(store, model)
+            path = write_report(store, name, output)
+        out.print(f"{name}: report written to {path}", highlight=False, soft_wrap=True)
