@@ -298,8 +298,15 @@ def score(
         )
 
 
-# The store commands (db, export, import, show) register themselves on ``app``.
-from describer import cli_store  # noqa: E402
+# The other command groups register themselves on ``app`` when imported: store (db, export,
+# import, show), describe, evaluate (experiments, scoring, ratings), report and review.
+from describer import (  # noqa: E402,F401
+    cli_describe,
+    cli_evaluate,
+    cli_report,
+    cli_review,
+    cli_store,
+)
 
 
 def main() -> None:  # pragma: no cover
@@ -307,5 +314,8 @@ def main() -> None:  # pragma: no cover
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    # Run as ``python -m describer.cli``, this file is ``__main__`` and the command groups above
+    # registered on the ``app`` of the importable ``describer.cli`` instead; run that one.
+    from describer.cli import main as _main
 
+    _main()

@@ -1,0 +1,255 @@
+"""Review commands of the ``headmaps`` CLI: ``serve`` (the web app), ``search`` and ``rate`` (the
+review queue in the terminal). Registered on ``describer.cli.app``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+
+from describer.cli import _user_errors, _warn, app, err, out
+from describer.errors import HeadmapsError
+
+if TYPE_CHECKING:
+    from store import Store
+
+DbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="Database URL (sqlite:///file.db, postgresql://…) or a SQLite file path. "
+        "Default: $HEADMAPS_DATABASE_URL, else headmaps.db in the user data directory.",
+    ),
+]
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option(help="Address to bind; loopback unless you mean to share it.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    db: DbOpt = None,
+) -> None:
+    """Serve the review web app: models, heatmaps, heads, the review queue, search, /api/."""
+    import uvicorn
+
+    from evaluation.search import warm_encoder
+    from evaluation.web import create_app
+
+    with _user_errors():
+        web = create_app(db)
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            _warn(f"listening on {host}: anyone who can reach it can read and rate the descriptions")
+        warm_encoder()
+        err.print(f"headmaps: serving {web.state.store.url} at http://{host}:{port}/", highlight=False)
+        uvicorn.run(web, host=host, port=port, log_level="warning")
+
+
+def _min_scores(values: list[str]) -> dict[str, float]:
+    scores: dict[str, float] = {}
+    for value in values:
+        name, eq, number = value.partition("=")
+        try:
+            scores[name.strip()] = float(number)
+        except ValueError:
+            raise HeadmapsError(
+                f"--min-score takes OPERATION=NUMBER, e.g. copying=0.3, not {value!r}"
+            ) from None
+        if not (eq and name.strip()):
+            raise HeadmapsError(f"--min-score takes OPERATION=NUMBER, e.g. copying=0.3, not {value!r}")
+    return scores
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What the heads do, in words.")],
+    model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
+    category: Annotated[str | None, typer.Option(help="Only descriptions of this category.")] = None,
+    min_score: Annotated[
+        list[str] | None,
+        typer.Option(help="OPERATION=NUMBER: the head's relation score at least this (repeatable)."),
+    ] = None,
+    layers: Annotated[str | None, typer.Option(help="Layer range, e.g. 4-10.")] = None,
+    label: Annotated[
+        str | None, typer.Option(help="Only descriptions with a current rating of this label.")
+    ] = None,
+    unclear: Annotated[
+        bool | None, typer.Option("--unclear/--clear", help="Only unclear, or only clear, ones.")
+    ] = None,
+    mode: Annotated[str, typer.Option(help="hybrid, semantic or fulltext.")] = "hybrid",
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON: {results, mode}.")] = False,
+    db: DbOpt = None,
+) -> None:
+    """Find heads by what their descriptions say (full text and sentence embeddings)."""
+    from evaluation.search import Filters
+    from evaluation.search import search as run_search
+    from store import open_store
+
+    with _user_errors():
+        if mode not in ("hybrid", "semantic", "fulltext"):
+            raise HeadmapsError(f"--mode is hybrid, semantic or fulltext, not {mode!r}")
+        low = high = None
+        if layers:
+            first, _, last = layers.partition("-")
+            try:
+                low, high = int(first), int(last or first)
+            except ValueError:
+                raise HeadmapsError(f"--layers takes FIRST-LAST, e.g. 4-10, not {layers!r}") from None
+        filters = Filters(
+            model=model,
+            category=category,
+            layer_min=low,
+            layer_max=high,
+            min_scores=_min_scores(min_score or []),
+            label=label,
+            unclear=unclear,
+        )
+        with open_store(db) as store:
+            result = run_search(store, query, filters, limit=limit, mode=mode)  # type: ignore[arg-type]
+    if as_json:
+        sys.stdout.write(
+            json.dumps(
+                {
+                    "results": [
+                        h.model_dump(include={"description_id", "model", "layer", "head", "text", "score"})
+                        for h in result.results
+                    ],
+                    "mode": result.mode,
+                    **({"note": result.note} if result.note else {}),
+                }
+            )
+            + "\n"
+        )
+        return
+    if result.note:
+        _warn(result.note)
+    if not result.results:
+        out.print("No description matches.")
+        return
+    table = Table(title=f"{len(result.results)} results, ranked by {result.mode}", title_justify="left")
+    for column in ("head", "score", "category", "description"):
+        table.add_column(column, overflow="fold")
+    for h in result.results:
+        table.add_row(
+            f"{escape(h.model)} {h.layer}.{h.head}", f"{h.score:.3f}", h.category or "", escape(h.text)
+        )
+    out.print(table)
+
+
+# --- rate: the review queue in the terminal ------------------------------------------------------
+
+
+def _read_key(prompt: str) -> str:
+    """One key: a single keypress on a terminal, else the first character of a line of input."""
+    out.print(prompt, end="", highlight=False)
+    if sys.stdin.isatty():
+        import click
+
+        key = click.getchar()
+        out.print(key)
+        return key
+    line = sys.stdin.readline()
+    if not line:
+        return "q"
+    return line.strip()[:1] or ""
+
+
+def _panel(store: Store, description_id: int, done: int, total: int) -> Panel:
+    from rich.console import Group
+
+    d = store.get_description(description_id)
+    view = store.get_head(d.model, d.layer, d.head)
+    mappings = Table(box=None, show_header=True, pad_edge=False)
+    mappings.add_column("source")
+    mappings.add_column("amp", justify="right")
+    mappings.add_column("mapped to")
+    for s in view.salient[:10]:
+        mappings.add_row(
+            escape(repr(s.token)),
+            f"{s.amplification:.2f}",
+            escape(", ".join(repr(m.token) for m in s.mappings)),
+        )
+    scores = ", ".join(f"{escape(o.name)} {o.relation:.2f}" for o in view.operations[:5]) or "none stored"
+    body = [
+        f"[bold]{escape(d.pattern or '(no pattern)')}[/]",
+        f"inputs: {escape(d.inputs or '—')}   category: {escape(d.category or '—')}"
+        + ("   [yellow]unclear[/]" if d.unclear else ""),
+        f"[dim]{escape(d.reasoning or '')}[/]",
+        "",
+        mappings,
+        f"top operation scores: {scores}",
+    ]
+    title = f"{escape(d.model)} {d.layer}.{d.head} · description #{d.id} · {done} of {total} rated"
+    return Panel(Group(*body), title=title, title_align="left")
+
+
+@app.command()
+def rate(
+    model: Annotated[str | None, typer.Argument(help="Only this model's descriptions.")] = None,
+    rater: Annotated[str | None, typer.Option(help="Your name (asked once when omitted).")] = None,
+    db: DbOpt = None,
+) -> None:
+    """The review queue in the terminal: each description you have not rated, with its evidence.
+
+    Keys: 1-4 the labels, s skip, c add a comment, q quit."""
+    from evaluation.web.queries import review_next, review_progress
+    from store import open_store
+    from store.labels import RATING_LABELS, RATING_MEANINGS
+    from store.models import RatingIn
+
+    keys = {str(i + 1): label for i, label in enumerate(RATING_LABELS)}
+    legend = (
+        "  ".join(f"[bold]{k}[/] {v}" for k, v in keys.items())
+        + "  [bold]s[/] skip  [bold]c[/] comment  [bold]q[/] quit"
+    )
+    with _user_errors(), open_store(db) as store:
+        if model is not None:
+            store.get_model(model)
+        if not rater:
+            out.print("Your name as rater: ", end="")
+            rater = (sys.stdin.readline() if not sys.stdin.isatty() else input()).strip()
+        if not rater:
+            raise HeadmapsError("a rater name is needed (--rater NAME)")
+        out.print("Scale: " + "; ".join(f"{k} {v}: {escape(RATING_MEANINGS[v])}" for k, v in keys.items()))
+        after, rated, skipped = 0, 0, set()
+        while True:
+            found = review_next(store, rater, model, after)
+            if found is None or found in skipped:
+                progress = review_progress(store, rater, model)
+                out.print(
+                    f"Nothing more to rate ({progress.done} of {progress.total} rated"
+                    + (f", {len(skipped)} skipped" if skipped else "")
+                    + ")."
+                )
+                break
+            progress = review_progress(store, rater, model)
+            out.print(_panel(store, found, progress.done, progress.total))
+            comment = None
+            while True:
+                key = _read_key(legend + " > ").lower()
+                if key == "c":
+                    out.print("Comment: ", end="")
+                    comment = (sys.stdin.readline() if not sys.stdin.isatty() else input()).strip() or None
+                    continue
+                if key in keys or key in ("s", "q"):
+                    break
+                out.print(f"[red]unknown key {escape(repr(key))}[/]")
+            if key == "q":
+                out.print(f"Stopped: {rated} rated this session.")
+                break
+            if key == "s":
+                skipped.add(found)
+            else:
+                store.add_rating(
+                    RatingIn(description_id=found, rater=rater, label=keys[key], comment=comment)
+                )
+                rated += 1
+                out.print(f"[green]saved[/] #{found}: {keys[key]}")
+            after = found

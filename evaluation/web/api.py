@@ -1,0 +1,177 @@
+"""The JSON API under ``/api/``: the same data as the pages."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+
+from evaluation import search as semantic
+from evaluation.web import queries
+from evaluation.web.app import WebError, head_spec
+from store import Store
+from store.labels import CATEGORIES, RATING_LABELS, RATING_MEANINGS
+from store.models import DescriptionOut, HeadView, ModelSummary, RatingIn, RatingOut
+
+router = APIRouter(prefix="/api", tags=["api"])
+
+
+def store_of(request: Request) -> Store:
+    return request.app.state.store
+
+
+class ModelPage(BaseModel):
+    model: ModelSummary
+    grid: queries.Grid
+
+
+class RatingPost(BaseModel):
+    description_id: int
+    rater: str = Field(min_length=1, max_length=200)
+    label: str
+    """One of the rating labels (``GET /api/labels``)."""
+    comment: str | None = Field(default=None, max_length=10_000)
+
+
+class Label(BaseModel):
+    label: str
+    meaning: str
+    key: str
+    """The review queue's keyboard key."""
+
+
+class ReviewItem(BaseModel):
+    description: DescriptionOut | None
+    """The next description to rate, without anyone's ratings (blind); None when all are rated."""
+    evidence: HeadView | None
+    """The head's mappings and operation scores (its descriptions left out)."""
+    progress: queries.Progress
+
+
+def labels() -> list[Label]:
+    return [
+        Label(label=name, meaning=RATING_MEANINGS[name], key=str(i + 1))
+        for i, name in enumerate(RATING_LABELS)
+    ]
+
+
+def parse_min_scores(values: list[str]) -> dict[str, float]:
+    """``["op=0.3", ...]`` -> {"op": 0.3}."""
+    out: dict[str, float] = {}
+    for value in values:
+        name, eq, number = value.partition("=")
+        try:
+            out[name.strip()] = float(number)
+        except ValueError:
+            raise WebError(
+                422, f"min_score must be OPERATION=NUMBER, e.g. copying=0.3, not {value!r}"
+            ) from None
+        if not (eq and name.strip()):
+            raise WebError(422, f"min_score must be OPERATION=NUMBER, e.g. copying=0.3, not {value!r}")
+    return out
+
+
+def rate(store: Store, rating: RatingPost) -> RatingOut:
+    rater = rating.rater.strip()
+    if not rater:
+        raise WebError(422, "rater: a rater name is required")
+    if rating.label not in RATING_LABELS:
+        raise WebError(422, f"unknown rating label {rating.label!r}; use one of {', '.join(RATING_LABELS)}")
+    comment = (rating.comment or "").strip() or None
+    new_id = store.add_rating(
+        RatingIn(description_id=rating.description_id, rater=rater, label=rating.label, comment=comment)
+    )
+    current = store.ratings_for(rating.description_id)
+    return next(r for r in current if r.id == new_id)
+
+
+def review_item(store: Store, rater: str, model: str | None, after: int) -> ReviewItem:
+    found = queries.review_next(store, rater, model, after)
+    progress = queries.review_progress(store, rater, model)
+    if found is None:
+        return ReviewItem(description=None, evidence=None, progress=progress)
+    description = store.get_description(found).model_copy(update={"ratings": [], "history": []})
+    head = store.get_head(description.model, description.layer, description.head)
+    return ReviewItem(
+        description=description, evidence=head.model_copy(update={"descriptions": []}), progress=progress
+    )
+
+
+@router.get("/models", response_model=list[ModelSummary], summary="Every model with its counts")
+def api_models(request: Request) -> list[ModelSummary]:
+    return store_of(request).list_models()
+
+
+@router.get("/labels", response_model=list[Label], summary="The rating scale")
+def api_labels() -> list[Label]:
+    return labels()
+
+
+@router.get("/categories", summary="The description categories")
+def api_categories() -> list[str]:
+    return list(CATEGORIES)
+
+
+@router.get(
+    "/models/{model:path}/heads/{spec}",
+    response_model=HeadView,
+    summary="A head: mappings, operation scores, descriptions and ratings",
+)
+def api_head(request: Request, model: str, spec: str) -> HeadView:
+    layer, head = head_spec(spec)
+    return store_of(request).get_head(model, layer, head)
+
+
+@router.get("/models/{model:path}", response_model=ModelPage, summary="A model and its layer×head grid")
+def api_model(request: Request, model: str, operation: str | None = None) -> ModelPage:
+    store = store_of(request)
+    summary = store.get_model(model)
+    grid = queries.grid(store, model, operation)
+    cells = [[queries.Cell(**c) for c in row] for row in grid.cells]
+    return ModelPage(model=summary, grid=grid.model_copy(update={"cells": cells}))
+
+
+@router.get("/descriptions/{description_id}", response_model=DescriptionOut, summary="One description")
+def api_description(request: Request, description_id: int) -> DescriptionOut:
+    return store_of(request).get_description(description_id)
+
+
+@router.get("/search", response_model=semantic.SearchResult, summary="Search descriptions")
+def api_search(
+    request: Request,
+    q: str = "",
+    model: str | None = None,
+    category: str | None = None,
+    layer_min: int | None = None,
+    layer_max: int | None = None,
+    min_score: list[str] = Query(default=[], description="OPERATION=NUMBER, repeatable"),  # noqa: B008
+    label: str | None = None,
+    unclear: bool | None = None,
+    mode: Literal["fulltext", "semantic", "hybrid"] = "hybrid",
+    limit: int = Query(default=20, ge=1, le=500),
+) -> semantic.SearchResult:
+    filters = semantic.Filters(
+        model=model or None,
+        category=category or None,
+        layer_min=layer_min,
+        layer_max=layer_max,
+        min_scores=parse_min_scores(min_score),
+        label=label or None,
+        unclear=unclear,
+    )
+    return semantic.search(store_of(request), q, filters, limit=limit, mode=mode)
+
+
+@router.post("/ratings", response_model=RatingOut, status_code=201, summary="Rate a description")
+def api_rate(request: Request, rating: RatingPost) -> RatingOut:
+    """Store the rater's current rating of the description; an earlier one by the same rater
+    is kept as history."""
+    return rate(store_of(request), rating)
+
+
+@router.get("/review/next", response_model=ReviewItem, summary="The next description a rater has not rated")
+def api_review_next(request: Request, rater: str, model: str | None = None, after: int = 0) -> ReviewItem:
+    if not rater.strip():
+        raise WebError(422, "rater: a rater name is required")
+    return review_item(store_of(request), rater.strip(), model or None, after)

@@ -1,0 +1,291 @@
+"""The web app's own queries: heatmap grids and the review queue.
+
+Each is a handful of set-based queries over the store's ORM session (never one query per
+head), so a 5,000-head model page costs the same few queries as a 12-head one.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+from sqlalchemy import Connection, Executable, and_, exists, func, select
+
+from describer.errors import HeadmapsError
+from store import schema as S
+from store.labels import RATING_LABELS
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from store import Store
+
+
+class Cell(BaseModel):
+    """One head of the heatmap."""
+
+    layer: int
+    head: int
+    line: str | None = None
+    """The latest description in one line (its pattern), None when undescribed."""
+    description_id: int | None = None
+    category: str | None = None
+    status: str | None = None
+    descriptions: int = 0
+    unclear: bool = False
+    """The latest description found no pattern."""
+    rating: str | None = None
+    """The most frequent current rating label over the head's descriptions (ties: the better)."""
+    ratings: int = 0
+    score: float | None = None
+    """The chosen operation's relation score."""
+
+
+class Grid(BaseModel):
+    model: str
+    family: str
+    n_layers: int
+    n_heads: int
+    operations: list[str]
+    """Operations scored for this model, by name."""
+    operation: str | None
+    cells: list[list[Cell]]
+    """``[layer][head]``; ``grid()`` fills it with dicts of ``Cell``'s fields."""
+
+
+def one_line(pattern: str | None, inputs: str | None, reasoning: str | None, status: str | None) -> str:
+    """A description in one line: its pattern, else the start of its reasoning."""
+    for text in (pattern, inputs, reasoning):
+        if text and text.strip():
+            line = " ".join(text.split())
+            return line if len(line) <= 160 else line[:157] + "…"
+    return "(no parsed description: the LLM's answer could not be read)" if status == "failed" else ""
+
+
+def model_row(session: Session, name: str) -> S.Model:
+    model = session.scalar(select(S.Model).where(S.Model.name == name))
+    if model is None:
+        raise HeadmapsError(f"unknown model {name!r} in the store")
+    return model
+
+
+def operations(session: Session, model_id: int) -> list[str]:
+    """Names of the operations with scores for the model (an index seek per operation)."""
+    analyses = select(S.Analysis.id).where(S.Analysis.model_id == model_id).scalar_subquery()
+    scored = exists().where(
+        S.OperationScore.analysis_id.in_(analyses), S.OperationScore.operation_id == S.Operation.id
+    )
+    return sorted(set(session.scalars(select(S.Operation.name).where(scored))))
+
+
+def _rows(conn: Connection, statement: Executable) -> list[tuple]:
+    """A statement's rows as plain tuples straight from the driver's cursor: for the ~25,000
+    rows of a big heatmap, SQLAlchemy's per-row result processing cost more than the queries
+    (``benchmarks/bench_web.py``). Same transaction, same SQL, any dialect's paramstyle."""
+    compiled = statement.compile(dialect=conn.dialect)
+    params = compiled.construct_params()
+    args = tuple(params[name] for name in compiled.positiontup) if compiled.positional else params
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.execute(str(compiled), args)
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+def grid(store: Store, model: str, operation: str | None = None) -> Grid:
+    """Every head of ``model`` with its latest description, rating summary and (when
+    ``operation`` is given) that operation's score from the latest analysis scoring it.
+
+    Rows are read through Core (no ORM objects) into plain dicts and the result is built
+    without re-validation: a 5,120-head grid is about 20,000 rows."""
+    with store.read() as session:
+        m = model_row(session, model)
+        ops = operations(session, m.id)
+        if operation is not None and operation not in ops:
+            known = ", ".join(ops) if ops else "none"
+            raise HeadmapsError(f"no scores for operation {operation!r} of {model}; scored: {known}")
+        conn = session.connection()
+        blank = {f: None for f in ("line", "description_id", "category", "status", "rating", "score")}
+        cells = [
+            [
+                {**blank, "layer": layer, "head": h, "descriptions": 0, "unclear": False, "ratings": 0}
+                for h in range(m.n_heads)
+            ]
+            for layer in range(m.n_layers)
+        ]
+        heads: dict[int, dict[str, Any]] = {
+            hid: cells[layer][index]
+            for hid, layer, index in _rows(
+                conn, select(S.Head.id, S.Head.layer, S.Head.index).where(S.Head.model_id == m.id)
+            )
+        }
+        d = S.Description
+        of_model = select(S.Head.id).where(S.Head.model_id == m.id).scalar_subquery()
+        latest = (
+            select(d.head_id, func.max(d.id).label("id"), func.count().label("n"))
+            .where(d.head_id.in_(of_model))
+            .group_by(d.head_id)
+            .subquery()
+        )
+        # Only the start of the text travels: the line is at most 160 characters.
+        text = func.substr(
+            func.coalesce(func.nullif(d.pattern, ""), func.nullif(d.inputs, ""), d.reasoning), 1, 400
+        )
+        for hid, did, n, first_text, category, status, unclear in _rows(
+            conn,
+            select(latest.c.head_id, latest.c.id, latest.c.n)
+            .join(d, d.id == latest.c.id)
+            .add_columns(text, d.category, d.status, d.unclear),
+        ):
+            cell = heads[hid]
+            cell.update(description_id=did, descriptions=n, category=category, status=status)
+            cell["unclear"] = bool(unclear)
+            cell["line"] = one_line(first_text, None, None, status)
+        # Current ratings are few next to descriptions: read them all, keep this model's.
+        counts: dict[int, dict[str, int]] = {}
+        for hid, label in _rows(
+            conn,
+            select(d.head_id, S.Rating.label)
+            .join(d, d.id == S.Rating.description_id)
+            .where(S.Rating.is_current),
+        ):
+            if hid in heads:
+                counter = counts.get(hid)
+                if counter is None:
+                    counter = counts[hid] = {}
+                counter[label] = counter.get(label, 0) + 1
+        rank = {label: n for n, label in enumerate(RATING_LABELS)}
+        for hid, counter in counts.items():
+            best = max(counter, key=lambda label: (counter[label], -rank.get(label, 99)))
+            heads[hid].update(rating=best, ratings=sum(counter.values()))
+        if operation is not None:
+            # The latest analysis that scored the operation, at its default k: a primary-key
+            # probe per (analysis, operation) pair, newest first, instead of a join that
+            # walks every score of the model.
+            analyses = session.scalars(
+                select(S.Analysis.id).where(S.Analysis.model_id == m.id).order_by(S.Analysis.id.desc())
+            ).all()
+            op_ids = session.scalars(
+                select(S.Operation.id).where(S.Operation.name == operation).order_by(S.Operation.id.desc())
+            ).all()
+            first = next(
+                (
+                    (a, o)
+                    for a in analyses
+                    for o in op_ids
+                    if session.scalar(
+                        select(S.OperationScore.head_id)
+                        .where(
+                            S.OperationScore.analysis_id == a,
+                            S.OperationScore.operation_id == o,
+                            S.OperationScore.default_k,
+                        )
+                        .limit(1)
+                    )
+                    is not None
+                ),
+                None,
+            )
+            if first is not None:
+                for hid, relation in _rows(
+                    conn,
+                    select(S.OperationScore.head_id, S.OperationScore.relation).where(
+                        S.OperationScore.analysis_id == first[0],
+                        S.OperationScore.operation_id == first[1],
+                        S.OperationScore.default_k,
+                    ),
+                ):
+                    if hid in heads and relation is not None and not math.isnan(relation):
+                        heads[hid]["score"] = relation
+        return Grid.model_construct(
+            model=m.name,
+            family=m.family,
+            n_layers=m.n_layers,
+            n_heads=m.n_heads,
+            operations=ops,
+            operation=operation,
+            cells=cells,  # plain dicts with Cell's fields: 5,000 models cost more than the queries
+        )
+
+
+# --- the review queue ---------------------------------------------------------------------------
+
+
+class Progress(BaseModel):
+    done: int
+    """Descriptions this rater has rated (in the queue's scope)."""
+    total: int
+    """Descriptions to rate (status ok or unclear; failed ones have nothing to judge)."""
+
+
+def _queue(model_id: int | None):  # noqa: ANN202
+    d = S.Description
+    query = select(d.id).where(d.status != "failed")
+    if model_id is not None:
+        query = query.join(S.Head, S.Head.id == d.head_id).where(S.Head.model_id == model_id)
+    return query
+
+
+def review_next(store: Store, rater: str, model: str | None = None, after: int = 0) -> int | None:
+    """The next description (by id, after ``after``, wrapping around) that ``rater`` has not
+    rated; None when every one is rated."""
+    d = S.Description
+    with store.read() as session:
+        model_id = model_row(session, model).id if model is not None else None
+        rated = exists().where(and_(S.Rating.description_id == d.id, S.Rating.rater == rater))
+        query = _queue(model_id).where(~rated).order_by(d.id).limit(1)
+        found = session.scalar(query.where(d.id > after))
+        if found is None and after > 0:
+            found = session.scalar(query)
+        return found
+
+
+def review_progress(store: Store, rater: str, model: str | None = None) -> Progress:
+    with store.read() as session:
+        model_id = model_row(session, model).id if model is not None else None
+        queue = _queue(model_id).subquery()
+        total = session.scalar(select(func.count()).select_from(queue)) or 0
+        done = session.scalar(
+            select(func.count(func.distinct(S.Rating.description_id))).where(
+                S.Rating.rater == rater, S.Rating.description_id.in_(select(queue.c.id))
+            )
+        )
+        return Progress(done=done or 0, total=total)
+
+
+def description_location(store: Store, description_id: int) -> dict[str, Any]:
+    """Model, layer and head of a description."""
+    with store.read() as session:
+        row = session.execute(
+            select(S.Model.name, S.Head.layer, S.Head.index)
+            .join(S.Head, S.Head.model_id == S.Model.id)
+            .join(S.Description, S.Description.head_id == S.Head.id)
+            .where(S.Description.id == description_id)
+        ).first()
+    if row is None:
+        raise HeadmapsError(f"no description with id {description_id}")
+    return {"model": row[0], "layer": row[1], "head": row[2]}
+
+
+def operations_of(store: Store, model: str) -> list[str]:
+    """Names of the operations with scores for ``model``."""
+    with store.read() as session:
+        return operations(session, model_row(session, model).id)
+
+
+def head_count(store: Store, model: str) -> int:
+    """Heads per layer of ``model`` (a 404 for an unknown one)."""
+    with store.read() as session:
+        return model_row(session, model).n_heads
+
+
+def has_descriptions(store: Store, model: str) -> bool:
+    with store.read() as session:
+        m = model_row(session, model)
+        heads = select(S.Head.id).where(S.Head.model_id == m.id).scalar_subquery()
+        return (
+            session.scalar(select(S.Description.id).where(S.Description.head_id.in_(heads)).limit(1))
+            is not None
+        )

@@ -1,0 +1,101 @@
+"""A small store for the web, search and review tests: a 3×4 model with scores, descriptions
+(one of them hostile HTML), filled through the Store API."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from store import Store
+from tests._storedb import analysis, definitions, description, model_info
+
+XSS = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned=2"><b id="injected">bold</b>'
+"""A description text that would run script and add elements if it were not escaped."""
+
+CAPITALS = "maps nations to their capital cities"
+
+
+def fill(store: Store) -> dict[str, int]:
+    """The test store; returns description ids by name."""
+    info = model_info("tiny", n_layers=3, n_heads=4)
+    store.save_analysis(
+        info, analysis(info, ops=("copy", "capital")), settings_key="k1", operations=definitions()
+    )
+    ids = {
+        "capital": store.add_description(
+            description(
+                layer=1,
+                head=2,
+                pattern=CAPITALS,
+                inputs="country names",
+                category="knowledge_recalling",
+                reasoning="France goes to Paris and Japan to Tokyo.",
+            )
+        ),
+        "copy": store.add_description(
+            description(
+                layer=0,
+                head=1,
+                pattern="copies the current token",
+                inputs="any word",
+                category="in_context_identification",
+                reasoning="Each token maps to itself.",
+            )
+        ),
+        "tense": store.add_description(
+            description(
+                layer=2,
+                head=3,
+                pattern="turns verbs into their past tense",
+                inputs="verbs",
+                category="expression_preparation",
+                reasoning="walk goes to walked.",
+            )
+        ),
+        "xss": store.add_description(
+            description(
+                layer=2,
+                head=0,
+                pattern=XSS,
+                inputs=XSS,
+                reasoning=XSS,
+                category="unclear",
+                unclear=True,
+                status="unclear",
+                raw_response=XSS,
+                rendered_prompt=XSS,
+                llm_model=XSS,
+                prompt_name=XSS,
+            )
+        ),
+    }
+    return ids
+
+
+@contextmanager
+def live_server(url: str) -> Iterator[str]:
+    """The web app over the store at ``url``, served by uvicorn on a free loopback port in a
+    thread; yields its base URL."""
+    import uvicorn
+
+    from evaluation.web import create_app
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(url), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

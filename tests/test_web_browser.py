@@ -1,0 +1,146 @@
+"""The web app in real Chromium (Debian's ``chromium`` driven by playwright): the review queue
+from the keyboard, search, the heatmap, and hostile descriptions inert in the live DOM."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from store import open_store
+from tests._webstore import CAPITALS, XSS, fill, live_server
+
+CHROMIUM = os.environ.get("HEADMAPS_CHROMIUM", "/usr/bin/chromium")
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[tuple[str, dict[str, int]]]:
+    url = f"sqlite:///{tmp_path / 'browser.db'}"
+    with open_store(url) as store:
+        ids = fill(store)
+    with live_server(url) as base:
+        yield base, ids
+
+
+@pytest.fixture
+def page(browser) -> Iterator[object]:  # noqa: ANN001
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("dialog", lambda dialog: errors.append(f"dialog: {dialog.message}") or dialog.dismiss())
+    yield page
+    context.close()
+    assert errors == []
+
+
+def test_rate_from_the_keyboard_then_see_it_on_the_head_page(page, site) -> None:  # noqa: ANN001
+    base, ids = site
+    page.goto(f"{base}/review")
+    page.fill("#rater-input", "ann")
+    page.press("#rater-input", "Enter")
+    page.wait_for_selector("#review-form")
+    assert page.text_content("#progress") == "0 of 4"
+    assert CAPITALS in page.text_content("article.review")
+    page.keyboard.press("c")  # comment
+    page.keyboard.type("fits the mappings 1234")  # digits typed into the comment do not rate
+    page.keyboard.press("Escape")
+    page.keyboard.press("1")  # plausible
+    page.wait_for_selector("#saved")
+    assert page.text_content("#progress") == "1 of 4"
+    assert "copies the current token" in page.text_content("article.review")
+    page.keyboard.press("s")  # skip the copying head
+    page.wait_for_function("document.querySelector('article.review').textContent.includes('past tense')")
+    page.keyboard.press("3")  # not plausible
+    page.wait_for_selector("#saved")
+    assert page.text_content("#progress") == "2 of 4"
+
+    page.goto(f"{base}/models/tiny/heads/1.2")
+    row = page.locator('tr.rating[data-rater="ann"]')
+    assert row.locator("td").all_text_contents()[:3] == ["ann", "plausible", "fits the mappings 1234"]
+    # The name is remembered: the rating form is filled in, and the queue no longer asks.
+    assert page.input_value("input.rater-name") == "ann"
+    page.goto(f"{base}/review")
+    page.wait_for_selector("#review-form")
+    assert page.text_content("#rater") == "ann"
+
+
+def test_find_a_head_through_search(page, site) -> None:  # noqa: ANN001
+    base, _ = site
+    page.goto(f"{base}/search")
+    page.fill("#q", "past tense")
+    page.select_option("select[name=mode]", "fulltext")
+    page.press("#q", "Enter")
+    page.wait_for_selector("#results")
+    assert "ranked by fulltext" in page.text_content("#mode")
+    page.click("#results li a")
+    page.wait_for_url(re.compile(r"/models/tiny/heads/2\.3"))
+    assert "turns verbs into their past tense" in page.text_content("main")
+
+
+def test_heatmap_hover_and_click_into_a_head(page, site) -> None:  # noqa: ANN001
+    base, _ = site
+    page.goto(f"{base}/models/tiny")
+    assert page.locator("#heatmap a.cell").count() == 12
+    page.hover('a.cell[data-head="1.2"]')
+    page.wait_for_function(f"document.getElementById('hover-info').textContent.includes({CAPITALS!r})")
+    page.select_option("#colour-by", "operation")  # the select submits itself
+    page.wait_for_url(re.compile(r"by=operation"))
+    assert re.match(r"1\.2 \(0\.\d\d\): ", page.get_attribute('a.cell[data-head="1.2"]', "title"))
+    page.click('a.cell[data-head="1.2"]')
+    page.wait_for_url(re.compile(r"/models/tiny/heads/1\.2$"))
+    assert page.text_content("h1") == "tiny · layer 1 · head 2"
+    assert CAPITALS in page.text_content("article.description")
+
+
+def test_hostile_description_is_inert_in_the_dom(page, site) -> None:  # noqa: ANN001
+    base, ids = site
+    import httpx
+
+    httpx.post(
+        f"{base}/api/ratings",
+        json={"description_id": ids["xss"], "rater": XSS, "label": "plausible", "comment": XSS},
+    )
+    for path in (
+        "/models/tiny",
+        "/models/tiny/heads/2.0",
+        f"/review?rater=bob&after={ids['tense']}",
+        "/search?q=pwned&mode=fulltext",
+    ):
+        page.goto(base + path)
+        assert page.evaluate("window.__pwned") is None, path
+        assert page.locator("#injected").count() == 0, path
+        assert page.evaluate("document.scripts.length") == 1, path
+        assert page.locator("main img").count() == 0, path
+    # The text is shown literally.
+    page.goto(f"{base}/models/tiny/heads/2.0")
+    assert page.text_content("article.description .pattern") == XSS
+    assert XSS in page.text_content("article.description .reasoning")
+    page.goto(f"{base}/models/tiny")
+    page.hover('a.cell[data-head="2.0"]')
+    assert page.text_content("#hover-info") == f"2.0: {XSS}"
+    assert page.locator("#injected").count() == 0 and page.evaluate("window.__pwned") is None
