@@ -293,6 +293,9 @@ def _print_head(view) -> None:  # noqa: ANN001  (store.models.HeadView)
                 out.print(f"  {label}: {escape(value)}", soft_wrap=True, highlight=False)
         if d.reasoning:
             out.print(f"  reasoning: {escape(d.reasoning)}", soft_wrap=True, highlight=False)
+        for sc in d.scores:
+            value = "no score (unusable answer)" if sc.score is None else f"{sc.score:.3f}"
+            out.print(f"  {sc.scorer} score {value} (judged by {escape(sc.llm_model)})", highlight=False)
         for r in d.ratings:
             comment = f" — {escape(r.comment)}" if r.comment else ""
             out.print(f"  rated {r.label} by {escape(r.rater)}{comment}", soft_wrap=True, highlight=False)

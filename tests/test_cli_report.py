@@ -57,6 +57,13 @@ def test_evaluate_descriptions_stores_scores_and_reruns_from_the_cache(db: str, 
     assert "simulation" in table.stdout and "precision" in table.stdout and "recall 0.75" in table.stdout
     assert "prompt did not show" in table.stdout
 
+    # `show` prints each description's automatic scores beside its ratings.
+    with open_store(db) as store:
+        scored = store.description_scores("tiny", llm_model="fake-model")[0]
+    shown = invoke("show", "tiny", f"{scored.layer}.{scored.head}", "--db", db)
+    assert_ok(shown)
+    assert f"{scored.scorer} score {scored.score:.3f} (judged by fake-model)" in shown.stdout
+
 
 def test_evaluate_descriptions_errors(db: str, server, tmp_path: Path) -> None:  # noqa: ANN001
     endpoint = ("--base-url", server.base_url, "--llm-model", "fake-model")
