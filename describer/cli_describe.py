@@ -20,9 +20,32 @@ from rich.progress import (
 )
 
 from describer.cli import DeviceOpt, ModelArg, _progress, _user_errors, _warn, app, err, out
+from describer.cli_store import DbOpt
 
 if TYPE_CHECKING:
     from describer.pipeline import DescribeJob, RunStats
+
+
+# The LLM endpoint options, shared by every command that asks an LLM (describe, evaluate descriptions).
+LlmModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        envvar="HEADMAPS_LLM_MODEL",
+        help="Model name at the endpoint (e.g. gpt-4o). Default: the local qwen2.5-coder-0.5b-instruct.",
+    ),
+]
+BaseUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        envvar="HEADMAPS_LLM_BASE_URL",
+        help="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1 (key from OPENAI_API_KEY or "
+        "HEADMAPS_LLM_API_KEY). Default: a local server headmaps starts itself.",
+    ),
+]
+ConcurrencyOpt = Annotated[
+    int | None,
+    typer.Option(min=1, help="Requests in flight at once. Default: 8, or 1 for the local model."),
+]
 
 
 def _fmt_cost(cost: float | None) -> str:
@@ -33,35 +56,14 @@ def _fmt_cost(cost: float | None) -> str:
 def describe(
     model: ModelArg = None,
     heads: Annotated[str, typer.Option(help="all, or comma-separated LAYER.HEAD (e.g. 3.1,10.2).")] = "all",
-    llm_model: Annotated[
-        str | None,
-        typer.Option(
-            envvar="HEADMAPS_LLM_MODEL",
-            help="Model name at the endpoint (e.g. gpt-4o). Default: the local qwen2.5-coder-0.5b-instruct.",
-        ),
-    ] = None,
-    base_url: Annotated[
-        str | None,
-        typer.Option(
-            envvar="HEADMAPS_LLM_BASE_URL",
-            help="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1 (key from OPENAI_API_KEY or "
-            "HEADMAPS_LLM_API_KEY). Default: a local server headmaps starts itself.",
-        ),
-    ] = None,
-    concurrency: Annotated[
-        int | None,
-        typer.Option(min=1, help="Requests in flight at once. Default: 8, or 1 for the local model."),
-    ] = None,
+    llm_model: LlmModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    concurrency: ConcurrencyOpt = None,
     prompt: Annotated[
         str, typer.Option(help="Built-in template (salient, salient_evidence) or a .j2 file.")
     ] = "salient_evidence",
     limit: Annotated[int | None, typer.Option(min=1, help="Describe at most N of the missing heads.")] = None,
-    db: Annotated[
-        str | None,
-        typer.Option(
-            help="Database URL or SQLite path. Default: HEADMAPS_DATABASE_URL or the user data dir."
-        ),
-    ] = None,
+    db: DbOpt = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the summary as one JSON object on stdout.")
     ] = False,

@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from describer.cli import ModelArg, _user_errors, _warn, app, out
+from describer.cli_describe import BaseUrlOpt, ConcurrencyOpt, LlmModelOpt
 from describer.cli_evaluate import evaluate_app
 from describer.cli_store import DbOpt
 from describer.errors import HeadmapsError
@@ -48,25 +49,9 @@ def _num(value: float | None, digits: int = 3) -> str:
 @evaluate_app.command("descriptions")
 def evaluate_descriptions(
     model: ModelArg = None,
-    llm_model: Annotated[
-        str | None,
-        typer.Option(
-            envvar="HEADMAPS_LLM_MODEL",
-            help="The judging LLM at the endpoint. Default: the local qwen2.5-coder-0.5b-instruct.",
-        ),
-    ] = None,
-    base_url: Annotated[
-        str | None,
-        typer.Option(
-            envvar="HEADMAPS_LLM_BASE_URL",
-            help="OpenAI-compatible endpoint (key from OPENAI_API_KEY or HEADMAPS_LLM_API_KEY). "
-            "Default: a local server headmaps starts itself.",
-        ),
-    ] = None,
-    concurrency: Annotated[
-        int | None,
-        typer.Option(min=1, help="Requests in flight at once. Default: 8, or 1 for the local model."),
-    ] = None,
+    llm_model: LlmModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    concurrency: ConcurrencyOpt = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Score at most N descriptions.")] = None,
     threshold: Annotated[
         float,

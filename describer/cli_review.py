@@ -13,19 +13,11 @@ from rich.panel import Panel
 from rich.table import Table
 
 from describer.cli import _user_errors, _warn, app, err, out
+from describer.cli_store import DbOpt
 from describer.errors import HeadmapsError
 
 if TYPE_CHECKING:
     from store import Store
-
-DbOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--db",
-        help="Database URL (sqlite:///file.db, postgresql://…) or a SQLite file path. "
-        "Default: $HEADMAPS_DATABASE_URL, else headmaps.db in the user data directory.",
-    ),
-]
 
 
 @app.command()

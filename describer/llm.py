@@ -367,8 +367,10 @@ class RetryPolicy:
 
 
 @dataclass
-class Describer:
-    """Turns rendered prompts into validated descriptions with bounded concurrency."""
+class CachedCaller:
+    """Sends messages to an endpoint: the response cache first, then the backend with retries
+    (exponential backoff on 429, 5xx and timeouts), at most ``concurrency`` requests in flight,
+    counting calls, tokens and cache hits in ``usage``."""
 
     backend: LLMBackend
     params: GenerationParams = field(default_factory=GenerationParams)
@@ -388,38 +390,8 @@ class Describer:
     def label(self) -> str:
         return self.model_label or self.backend.model
 
-    async def describe(self, prompt: str) -> DescribeResult:
-        """Ask once; on an unusable answer ask once more with the problem stated."""
-        from describer.schema import CATEGORIES
-
-        messages: Messages = [{"role": "user", "content": prompt}]
-        first, calls = await self._complete(messages)
-        description, error = parse_description(first.text)
-        total = [first]
-        if description is None:
-            repair = messages + [
-                {"role": "assistant", "content": first.text},
-                {"role": "user", "content": REPAIR.format(error=error, categories=", ".join(CATEGORIES))},
-            ]
-            second, more = await self._complete(repair)
-            calls += more
-            total.append(second)
-            description, second_error = parse_description(second.text)
-            if description is None:
-                error = f"{error}; after one repair request: {second_error}"
-        raw = total[0].text if len(total) == 1 else f"{total[0].text}\n--- repair ---\n{total[1].text}"
-        return DescribeResult(
-            status=description.status if description else "failed",
-            description=description,
-            raw=raw,
-            error=None if description else error,
-            tokens_in=sum(c.tokens_in for c in total),
-            tokens_out=sum(c.tokens_out for c in total),
-            latency_s=sum(c.latency_s for c in total),
-            llm_calls=calls,
-        )
-
-    async def _complete(self, messages: Messages) -> tuple[Completion, int]:
+    async def complete(self, messages: Messages) -> tuple[Completion, int]:
+        """The answer to ``messages`` and how many requests it took (0 from the cache)."""
         key = ResponseCache.key(messages, self.label, self.params)
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             self.usage.cache_hits += 1
@@ -444,6 +416,42 @@ class Describer:
         if self.cache is not None:
             self.cache.put(key, completion)
         return completion, calls
+
+
+@dataclass
+class Describer(CachedCaller):
+    """Turns rendered prompts into validated descriptions with bounded concurrency."""
+
+    async def describe(self, prompt: str) -> DescribeResult:
+        """Ask once; on an unusable answer ask once more with the problem stated."""
+        from describer.schema import CATEGORIES
+
+        messages: Messages = [{"role": "user", "content": prompt}]
+        first, calls = await self.complete(messages)
+        description, error = parse_description(first.text)
+        total = [first]
+        if description is None:
+            repair = messages + [
+                {"role": "assistant", "content": first.text},
+                {"role": "user", "content": REPAIR.format(error=error, categories=", ".join(CATEGORIES))},
+            ]
+            second, more = await self.complete(repair)
+            calls += more
+            total.append(second)
+            description, second_error = parse_description(second.text)
+            if description is None:
+                error = f"{error}; after one repair request: {second_error}"
+        raw = total[0].text if len(total) == 1 else f"{total[0].text}\n--- repair ---\n{total[1].text}"
+        return DescribeResult(
+            status=description.status if description else "failed",
+            description=description,
+            raw=raw,
+            error=None if description else error,
+            tokens_in=sum(c.tokens_in for c in total),
+            tokens_out=sum(c.tokens_out for c in total),
+            latency_s=sum(c.latency_s for c in total),
+            llm_calls=calls,
+        )
 
 
 def describe_error(exc: BaseException) -> str:

@@ -41,13 +41,9 @@ from sqlalchemy import select
 import prompts
 from describer.errors import HeadmapsError
 from describer.llm import (
-    Completion,
+    CachedCaller,
     GenerationParams,
-    LLMBackend,
     Messages,
-    ResponseCache,
-    RetryPolicy,
-    Usage,
     describe_error,
     extract_json,
     fatal,
@@ -110,52 +106,10 @@ class Answer:
 
 
 @dataclass
-class Asker:
-    """Sends messages and returns text: the response cache first, then the backend with retries,
-    at most ``concurrency`` requests in flight (the pieces ``describer.llm.Describer`` uses)."""
+class Asker(CachedCaller):
+    """A ``CachedCaller`` that asks for one JSON object and validates it."""
 
-    backend: LLMBackend
     params: GenerationParams = SCORING_PARAMS
-    concurrency: int = 4
-    cache: ResponseCache | None = None
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    model_label: str | None = None
-    usage: Usage = field(default_factory=Usage)
-
-    def __post_init__(self) -> None:
-        if self.concurrency < 1:
-            raise HeadmapsError("--concurrency must be at least 1")
-        self._slots = asyncio.Semaphore(self.concurrency)
-
-    @property
-    def label(self) -> str:
-        return self.model_label or self.backend.model
-
-    async def complete(self, messages: Messages) -> tuple[Completion, int]:
-        key = ResponseCache.key(messages, self.label, self.params)
-        if self.cache is not None and (hit := self.cache.get(key)) is not None:
-            self.usage.cache_hits += 1
-            return hit, 0
-        calls = 0
-        for attempt in range(self.retry.max_retries + 1):
-            async with self._slots:
-                calls += 1
-                self.usage.llm_calls += 1
-                try:
-                    completion = await self.backend.complete(messages, self.params)
-                except Exception as exc:
-                    if not _retryable(exc) or attempt == self.retry.max_retries:
-                        raise
-                    failure = exc
-                else:
-                    break
-            self.usage.retries += 1
-            await asyncio.sleep(self.retry.delay(attempt, failure))
-        self.usage.tokens_in += completion.tokens_in
-        self.usage.tokens_out += completion.tokens_out
-        if self.cache is not None:
-            self.cache.put(key, completion)
-        return completion, calls
 
     async def ask_json(self, prompt: str, schema: type[T], check: Any = None, shape: str = "") -> Answer:
         """Ask; parse the first JSON object as ``schema`` (LLM text is untrusted) and ``check``
