@@ -6,6 +6,8 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -23,7 +25,8 @@ from describer.cli import DeviceOpt, ModelArg, _progress, _user_errors, _warn, a
 from describer.cli_store import DbOpt
 
 if TYPE_CHECKING:
-    from describer.pipeline import DescribeJob, RunStats
+    from describer.llm import OpenAIBackend
+    from describer.pipeline import DescribeJob, Endpoint, RunStats
 
 
 # The LLM endpoint options, shared by every command that asks an LLM (describe, evaluate descriptions).
@@ -46,6 +49,29 @@ ConcurrencyOpt = Annotated[
     int | None,
     typer.Option(min=1, help="Requests in flight at once. Default: 8, or 1 for the local model."),
 ]
+
+
+@contextmanager
+def connect_llm(base_url: str | None, llm_model: str | None) -> Iterator[tuple[Endpoint, OpenAIBackend]]:
+    """The endpoint (the local server started and stopped around the block when none is given)
+    and a client for it; says so when the answers will come from the weak local model."""
+    from describer.llm import OpenAIBackend, api_key_from_env
+    from describer.offline import WEAK_MODEL_NOTE
+    from describer.pipeline import open_endpoint
+
+    with open_endpoint(base_url, llm_model) as endpoint:
+        if endpoint.local:
+            _warn(WEAK_MODEL_NOTE)
+        # A CPU-bound local model can take minutes per answer when the machine is busy;
+        # timing out would only queue the same work again behind the first try.
+        backend = OpenAIBackend(
+            endpoint.base_url,
+            endpoint.request_model,
+            api_key_from_env(),
+            timeout_s=900.0 if endpoint.local else 120.0,
+        )
+        backend.host = endpoint.host
+        yield endpoint, backend
 
 
 def _fmt_cost(cost: float | None) -> str:
@@ -73,10 +99,10 @@ def describe(
 
     Runs the analysis first if the store lacks it; resumable: re-running does only what is missing."""
     import prompts
-    from describer.llm import Describer, OpenAIBackend, ResponseCache, api_key_from_env
+    from describer.llm import Describer, ResponseCache
     from describer.models import cache_dir, resolve
     from describer.offline import WEAK_MODEL_NOTE
-    from describer.pipeline import DescribeJob, default_params, ensure_analysis, open_endpoint, parse_heads
+    from describer.pipeline import DescribeJob, default_params, ensure_analysis, parse_heads
     from store import open_store
 
     with _user_errors():
@@ -87,22 +113,11 @@ def describe(
         store = open_store(db)
         cache = ResponseCache(cache_dir() / "llm-cache.sqlite")
         try:
-            with open_endpoint(base_url, llm_model) as endpoint:
-                if endpoint.local:
-                    _warn(WEAK_MODEL_NOTE)
-                # A CPU-bound local model can take minutes per answer when the machine is busy;
-                # timing out would only queue the same work again behind the first try.
-                backend = OpenAIBackend(
-                    endpoint.base_url,
-                    endpoint.request_model,
-                    api_key_from_env(),
-                    timeout_s=900.0 if endpoint.local else 120.0,
-                )
-                backend.host = endpoint.host
+            with connect_llm(base_url, llm_model) as (endpoint, backend):
                 describer = Describer(
                     backend,
                     params=default_params(endpoint.local),
-                    concurrency=concurrency or (1 if endpoint.local else 8),
+                    concurrency=concurrency or endpoint.default_concurrency,
                     cache=cache,
                     model_label=endpoint.label,
                 )

@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from describer.cli import ModelArg, _user_errors, _warn, app, out
-from describer.cli_describe import BaseUrlOpt, ConcurrencyOpt, LlmModelOpt
+from describer.cli_describe import BaseUrlOpt, ConcurrencyOpt, LlmModelOpt, connect_llm
 from describer.cli_evaluate import evaluate_app
 from describer.cli_store import DbOpt
 from describer.errors import HeadmapsError
@@ -63,10 +63,8 @@ def evaluate_descriptions(
     """Score the model's descriptions automatically and store the scores: simulation (can an
     LLM predict the head's mappings from the description?) and operation agreement (does
     the description name the operation the head scores high on? precision and recall)."""
-    from describer.llm import OpenAIBackend, ResponseCache, api_key_from_env
+    from describer.llm import ResponseCache
     from describer.models import cache_dir
-    from describer.offline import WEAK_MODEL_NOTE
-    from describer.pipeline import open_endpoint
     from evaluation.scoring import SCORING_PARAMS, Asker, Scorer, ScoringSettings
     from store import open_store
 
@@ -79,20 +77,11 @@ def evaluate_descriptions(
                 raise HeadmapsError(f"{name} has no descriptions to score; run `headmaps describe` first")
             cache = ResponseCache(cache_dir() / "llm-cache.sqlite")
             try:
-                with open_endpoint(base_url, llm_model) as endpoint:
-                    if endpoint.local:
-                        _warn(WEAK_MODEL_NOTE)
-                    backend = OpenAIBackend(
-                        endpoint.base_url,
-                        endpoint.request_model,
-                        api_key_from_env(),
-                        timeout_s=900.0 if endpoint.local else 120.0,
-                    )
-                    backend.host = endpoint.host
+                with connect_llm(base_url, llm_model) as (endpoint, backend):
                     asker = Asker(
                         backend,
                         params=SCORING_PARAMS,
-                        concurrency=concurrency or (1 if endpoint.local else 8),
+                        concurrency=concurrency or endpoint.default_concurrency,
                         cache=cache,
                         model_label=endpoint.label,
                     )

@@ -401,6 +401,12 @@ class Endpoint:
     host: str
     local: bool = False
 
+    @property
+    def default_concurrency(self) -> int:
+        """Requests in flight when ``--concurrency`` is not given: the local CPU server gains
+        nothing from parallel requests (measured), a remote endpoint does."""
+        return 1 if self.local else 8
+
 
 @contextlib.contextmanager
 def open_endpoint(base_url: str | None, llm_model: str | None) -> Iterator[Endpoint]:
