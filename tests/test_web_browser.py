@@ -144,3 +144,25 @@ def test_hostile_description_is_inert_in_the_dom(page, site) -> None:  # noqa: A
     page.hover('a.cell[data-head="2.0"]')
     assert page.text_content("#hover-info") == f"2.0: {XSS}"
     assert page.locator("#injected").count() == 0 and page.evaluate("window.__pwned") is None
+
+
+def test_report_from_the_model_page_runs_its_filter_and_stays_inert(page, site) -> None:  # noqa: ANN001
+    base, ids = site
+    import httpx
+
+    httpx.post(
+        f"{base}/api/ratings",
+        json={"description_id": ids["xss"], "rater": "ann", "label": "plausible", "comment": XSS},
+    )
+    page.goto(f"{base}/models/tiny")
+    page.click("#report-link")
+    page.wait_for_url(re.compile(r"/models/tiny/report$"))
+    # The report's own inline script runs under its policy: it counts and filters the heads.
+    # (Locator assertions: the policy forbids the eval that wait_for_function would need.)
+    from playwright.sync_api import expect
+
+    expect(page.locator("#shown")).to_have_text("12 of 12 heads shown")
+    page.fill("#filter", "nations cities")
+    expect(page.locator("#shown")).to_have_text(re.compile(r"^1 of 12 heads shown$"))
+    assert page.locator("section.head:visible").count() == 1
+    assert page.evaluate("window.__pwned") is None and page.locator("#injected").count() == 0
