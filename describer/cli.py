@@ -299,14 +299,17 @@ def score(
 
 
 # The other command groups register themselves on ``app`` when imported: store (db, export,
-# import, show), describe, evaluate (experiments, scoring, ratings), report and review.
-from describer import (  # noqa: E402,F401
-    cli_describe,
-    cli_evaluate,
-    cli_report,
-    cli_review,
-    cli_store,
-)
+# import, show), describe, evaluate (experiments, scoring, ratings), report and review. Not
+# when this file runs as ``__main__`` (``python -m describer.cli``): they import
+# ``describer.cli``, a second copy of this module, which registers them itself (see the end).
+if __name__ != "__main__":
+    from describer import (  # noqa: F401
+        cli_describe,
+        cli_evaluate,
+        cli_report,
+        cli_review,
+        cli_store,
+    )
 
 
 def main() -> None:  # pragma: no cover
@@ -314,8 +317,8 @@ def main() -> None:  # pragma: no cover
 
 
 if __name__ == "__main__":  # pragma: no cover
-    # Run as ``python -m describer.cli``, this file is ``__main__`` and the command groups above
-    # registered on the ``app`` of the importable ``describer.cli`` instead; run that one.
+    # Run as ``python -m describer.cli``: the importable ``describer.cli`` holds the ``app`` with
+    # every command group registered; run that one.
     from describer.cli import main as _main
 
     _main()

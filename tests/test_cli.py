@@ -13,6 +13,7 @@ import traceback
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from describer import cli
@@ -161,6 +162,35 @@ def test_models_lists_aliases_and_families() -> None:
     assert {"llama", "qwen2", "gemma3_text", "gpt2"} <= set(families)
     flat = " ".join(result.stdout.split())
     assert ", ".join(families) in flat
+
+
+@pytest.mark.parametrize("argv", [["-m", "describer.cli"], ["-c", "from describer.cli import main; main()"]])
+def test_every_command_group_registered(argv: list[str]) -> None:
+    """Run as a module or through the entry point, the CLI has every command, not a partial import."""
+    proc = subprocess.run(
+        [sys.executable, *argv, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    commands = set(typer.main.get_command(cli.app).commands)  # type: ignore[attr-defined]
+    assert {
+        "analyze",
+        "score",
+        "describe",
+        "show",
+        "serve",
+        "search",
+        "rate",
+        "report",
+        "db",
+        "evaluate",
+    } <= commands
+    for name in commands:
+        assert f" {name} " in proc.stdout, name
 
 
 # --- score ----------------------------------------------------------------------------------------
