@@ -61,7 +61,7 @@ ROW_KEYS = (
 def _store_correlation(db: str | None, loaded, result, operations: str, max_pairs: int) -> None:  # noqa: ANN001
     """Record the table as a finished ``evaluate`` run of the model (the report and the web app
     show the newest one)."""
-    from describer.cli_store import model_info
+    from describer.jobs import model_info
     from store import open_store
 
     with open_store(db) as store:

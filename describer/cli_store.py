@@ -67,24 +67,6 @@ def stored_family(store: Store, name: str) -> str | None:
         return None
 
 
-def model_info(loaded: LoadedModel):  # noqa: ANN201  (store.models.ModelInfo)
-    from store.models import ModelInfo
-
-    a = loaded.adapter
-    return ModelInfo(
-        name=loaded.name,
-        source=loaded.spec.source,
-        kind=loaded.spec.kind,
-        content_hash=loaded.content_hash,
-        family=loaded.family,
-        n_layers=a.n_layers,
-        n_heads=a.n_heads,
-        n_kv_heads=a.n_kv_heads,
-        d_model=a.d_model,
-        vocab_size=a.vocab_size,
-    )
-
-
 def save_result(
     store: Store,
     loaded: LoadedModel,
@@ -93,6 +75,7 @@ def save_result(
     operations: Sequence[Operation],
     k: int | None,
 ) -> int:
+    from describer.jobs import model_info
     from store.models import AnalysisIn, OperationIn
 
     settings = {name: value for name, value in result.settings.items() if name != "device"}

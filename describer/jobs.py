@@ -130,3 +130,22 @@ def score_operation(
     analyzer = Analyzer(loaded.adapter, loaded.tokenizer, settings, device=device)
     _, (scores,) = analyzer.analyze([op], with_salient=False, progress=progress)
     return loaded.name, scores
+
+
+def model_info(loaded: LoadedModel):  # noqa: ANN201  (store.models.ModelInfo)
+    """What the store records about a loaded model: its name, source, hash and shapes."""
+    from store.models import ModelInfo
+
+    a = loaded.adapter
+    return ModelInfo(
+        name=loaded.name,
+        source=loaded.spec.source,
+        kind=loaded.spec.kind,
+        content_hash=loaded.content_hash,
+        family=loaded.family,
+        n_layers=a.n_layers,
+        n_heads=a.n_heads,
+        n_kv_heads=a.n_kv_heads,
+        d_model=a.d_model,
+        vocab_size=a.vocab_size,
+    )

@@ -154,22 +154,11 @@ def evidence(
 def store_analysis(store: Store, loaded: LoadedModel, result: AnalysisResult) -> int:
     """Save an ``analyze_model`` result with its model and operation definitions."""
     from describer.analysis import AnalysisSettings
+    from describer.jobs import model_info
     from describer.operations import builtin_operations
-    from store.models import ModelInfo, OperationIn
+    from store.models import OperationIn
 
-    adapter = loaded.adapter
-    info = ModelInfo(
-        name=loaded.name,
-        source=loaded.spec.source,
-        kind=loaded.spec.kind,
-        content_hash=loaded.content_hash,
-        family=loaded.family,
-        n_layers=adapter.n_layers,
-        n_heads=adapter.n_heads,
-        n_kv_heads=adapter.n_kv_heads,
-        d_model=adapter.d_model,
-        vocab_size=adapter.vocab_size,
-    )
+    info = model_info(loaded)
     settings = AnalysisSettings(
         **{k: v for k, v in result.settings.items() if k in AnalysisSettings.model_fields}
     )

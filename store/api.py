@@ -7,7 +7,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
@@ -447,35 +447,20 @@ class Store:
         with the same three; returns its id."""
         if score.score is not None and not math.isfinite(score.score):
             raise HeadmapsError(f"a description score must be a finite number or None, not {score.score}")
-        for attempt in range(20):
-            try:
-                with self.write() as session:
-                    # Lock the description row so concurrent replacements queue (PostgreSQL).
-                    found = session.scalar(
-                        select(S.Description.id)
-                        .where(S.Description.id == score.description_id)
-                        .with_for_update()
-                    )
-                    if found is None:
-                        raise HeadmapsError(f"no description with id {score.description_id}")
-                    session.execute(
-                        delete(S.DescriptionScore).where(
-                            S.DescriptionScore.description_id == score.description_id,
-                            S.DescriptionScore.scorer == score.scorer,
-                            S.DescriptionScore.llm_model == score.llm_model,
-                        )
-                    )
-                    row = S.DescriptionScore(
-                        **score.model_dump(exclude={"created_at"}), created_at=as_utc(score.created_at)
-                    )
-                    session.add(row)
-                    session.flush()
-                    return row.id
-            except (IntegrityError, OperationalError):
-                if attempt == 19:
-                    raise
-                time.sleep(0.01 * (attempt + 1))
-        raise AssertionError("unreachable")
+
+        def replace(session: Session) -> S.DescriptionScore:
+            session.execute(
+                delete(S.DescriptionScore).where(
+                    S.DescriptionScore.description_id == score.description_id,
+                    S.DescriptionScore.scorer == score.scorer,
+                    S.DescriptionScore.llm_model == score.llm_model,
+                )
+            )
+            return S.DescriptionScore(
+                **score.model_dump(exclude={"created_at"}), created_at=as_utc(score.created_at)
+            )
+
+        return self._replace_on_description(score.description_id, replace)
 
     def description_scores(
         self, model: str | None = None, scorer: str | None = None, llm_model: str | None = None
@@ -608,35 +593,45 @@ class Store:
             raise HeadmapsError(
                 f"unknown rating label {rating.label!r}; use one of {', '.join(RATING_LABELS)}"
             )
+
+        def replace(session: Session) -> S.Rating:
+            session.execute(
+                update(S.Rating)
+                .where(
+                    S.Rating.description_id == rating.description_id,
+                    S.Rating.rater == rating.rater,
+                    S.Rating.is_current,
+                )
+                .values(is_current=False)
+            )
+            return S.Rating(
+                description_id=rating.description_id,
+                rater=rating.rater,
+                label=rating.label,
+                comment=rating.comment,
+                created_at=as_utc(rating.created_at),
+                is_current=True,
+            )
+
+        return self._replace_on_description(rating.description_id, replace)
+
+    def _replace_on_description(
+        self, description_id: int, replace: Callable[[Session], S.Rating | S.DescriptionScore]
+    ) -> int:
+        """In one transaction holding the description's row lock, let ``replace`` retire the
+        rows the new one supersedes and build it; store it and return its id. Concurrent writers
+        on the same description queue on the lock (PostgreSQL; SQLite's BEGIN IMMEDIATE already
+        serialises writers); a writer that still loses a race (a unique index, a busy database)
+        retries with a short backoff."""
         for attempt in range(20):
             try:
                 with self.write() as session:
-                    # Lock the description row: concurrent ratings of it queue here on PostgreSQL
-                    # (SQLite's BEGIN IMMEDIATE already serialises writers).
                     found = session.scalar(
-                        select(S.Description.id)
-                        .where(S.Description.id == rating.description_id)
-                        .with_for_update()
+                        select(S.Description.id).where(S.Description.id == description_id).with_for_update()
                     )
                     if found is None:
-                        raise HeadmapsError(f"no description with id {rating.description_id}")
-                    session.execute(
-                        update(S.Rating)
-                        .where(
-                            S.Rating.description_id == rating.description_id,
-                            S.Rating.rater == rating.rater,
-                            S.Rating.is_current,
-                        )
-                        .values(is_current=False)
-                    )
-                    row = S.Rating(
-                        description_id=rating.description_id,
-                        rater=rating.rater,
-                        label=rating.label,
-                        comment=rating.comment,
-                        created_at=as_utc(rating.created_at),
-                        is_current=True,
-                    )
+                        raise HeadmapsError(f"no description with id {description_id}")
+                    row = replace(session)
                     session.add(row)
                     session.flush()
                     return row.id
