@@ -79,6 +79,8 @@ class Completion:
     tokens_in: int = 0
     tokens_out: int = 0
     latency_s: float = 0.0
+    truncated: bool = False
+    """The endpoint stopped at the length limit (``finish_reason`` "length")."""
 
 
 class LLMBackend(ABC):
@@ -157,6 +159,7 @@ class OpenAIBackend(LLMBackend):
             tokens_in=int(usage.prompt_tokens or 0) if usage else 0,
             tokens_out=int(usage.completion_tokens or 0) if usage else 0,
             latency_s=latency,
+            truncated=bool(choice and choice.finish_reason == "length"),
         )
 
     async def preflight(self) -> None:
@@ -323,6 +326,14 @@ REPAIR = (
     '"reasoning", "inputs", "pattern", "unclear", "category" (one of: {categories}) and "tags".'
 )
 
+SHORTER = (
+    "\n\nKeep your answer short: each text field is one sentence in your own words; do not list or "
+    "repeat the tokens."
+)
+"""Appended to the prompt when the first answer ran into the length limit. That answer is not
+sent back: a small model shown its own run-on answer (typically a token list repeating itself)
+continues it again, while the prompt asked afresh with this line mostly gets a complete one."""
+
 
 # --- the describer -------------------------------------------------------------------------------
 
@@ -423,7 +434,8 @@ class Describer(CachedCaller):
     """Turns rendered prompts into validated descriptions with bounded concurrency."""
 
     async def describe(self, prompt: str) -> DescribeResult:
-        """Ask once; on an unusable answer ask once more with the problem stated."""
+        """Ask once; on an unusable answer ask once more: with the problem stated, or, when the
+        answer was cut off at the length limit, afresh asking for a shorter one."""
         from describer.schema import CATEGORIES
 
         messages: Messages = [{"role": "user", "content": prompt}]
@@ -431,10 +443,17 @@ class Describer(CachedCaller):
         description, error = parse_description(first.text)
         total = [first]
         if description is None:
-            repair = messages + [
-                {"role": "assistant", "content": first.text},
-                {"role": "user", "content": REPAIR.format(error=error, categories=", ".join(CATEGORIES))},
-            ]
+            # A cached answer does not carry finish_reason; its token count tells.
+            if first.truncated or first.tokens_out >= self.params.max_tokens:
+                error = (
+                    f"the answer was cut off at the length limit ({self.params.max_tokens} tokens): {error}"
+                )
+                repair = [{"role": "user", "content": prompt + SHORTER}]
+            else:
+                repair = messages + [
+                    {"role": "assistant", "content": first.text},
+                    {"role": "user", "content": REPAIR.format(error=error, categories=", ".join(CATEGORIES))},
+                ]
             second, more = await self.complete(repair)
             calls += more
             total.append(second)

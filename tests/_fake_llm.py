@@ -42,7 +42,11 @@ def answer_for(prompt: str) -> str:
 
 
 def completion_body(
-    content: str, model: str = "fake-model", tokens_in: int = 100, tokens_out: int = 40
+    content: str,
+    model: str = "fake-model",
+    tokens_in: int = 100,
+    tokens_out: int = 40,
+    finish_reason: str = "stop",
 ) -> dict:
     return {
         "id": "chatcmpl-fake",
@@ -50,7 +54,7 @@ def completion_body(
         "created": 0,
         "model": model,
         "choices": [
-            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+            {"index": 0, "finish_reason": finish_reason, "message": {"role": "assistant", "content": content}}
         ],
         "usage": {
             "prompt_tokens": tokens_in,

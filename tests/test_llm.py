@@ -187,6 +187,42 @@ def test_still_bad_after_repair_is_failed_with_raw_text() -> None:
     assert len(script.requests) == 2  # exactly one repair, no more
 
 
+RUN_ON = "{\"reasoning\": \"The tokens are: 'a', 'b', 'a', 'b', 'a', 'b',"
+
+
+@pytest.mark.parametrize("signal", ["finish_reason", "token_count"])
+def test_cut_off_answer_is_asked_afresh_for_a_shorter_one(signal: str) -> None:
+    """An answer stopped at the length limit is not shown back to the model (it would continue
+    its run-on list): the prompt is sent again on its own, asking for a short answer."""
+    cut = completion_body(
+        RUN_ON, tokens_out=300, finish_reason="length" if signal == "finish_reason" else "stop"
+    )
+    if signal == "finish_reason":
+        cut["usage"] = None  # an endpoint that reports no usage: finish_reason alone tells
+    script = Script(httpx2.Response(200, json=cut), GOOD)
+    result = run(make(script).describe("the prompt"))
+    assert result.status != "failed" and result.llm_calls == 2
+    (retry,) = script.requests[1]["messages"]
+    assert retry["role"] == "user" and retry["content"].startswith("the prompt")
+    assert "do not list or repeat the tokens" in retry["content"]
+    assert RUN_ON in result.raw and "--- repair ---" in result.raw
+
+
+def test_cut_off_answer_still_cut_off_is_failed_and_says_why() -> None:
+    cut = httpx2.Response(200, json=completion_body(RUN_ON, tokens_out=300, finish_reason="length"))
+    script = Script(cut, cut)
+    result = run(make(script).describe("p"))
+    assert result.status == "failed" and len(script.requests) == 2
+    assert "cut off at the length limit (300 tokens)" in result.error
+    assert "after one repair request" in result.error
+
+
+def test_short_malformed_answer_is_not_treated_as_cut_off() -> None:
+    script = Script(httpx2.Response(200, json=completion_body("no json here", tokens_out=299)), GOOD)
+    run(make(script).describe("p"))
+    assert [m["role"] for m in script.requests[1]["messages"]] == ["user", "assistant", "user"]
+
+
 def test_unclear_answer_gets_unclear_status() -> None:
     answer = json.loads(GOOD) | {"unclear": True, "category": "unclear", "pattern": "Unclear"}
     result = run(make(Script(json.dumps(answer))).describe("prompt"))

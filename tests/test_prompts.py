@@ -65,7 +65,7 @@ def test_evidence_variant_adds_position_and_scores() -> None:
     plain = prompts.render("salient", **evidence()).text
     assert "country_to_capital" not in plain and "layer" not in plain.split("Pick")[0]
     none = prompts.render("salient_evidence", **evidence(operations=[])).text
-    assert "None of the known operations" in none
+    assert "No operation that the analyzer tests scores above 0.05" in none
 
 
 def test_missing_evidence_is_an_error_naming_file_and_line() -> None:
