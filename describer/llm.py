@@ -334,6 +334,10 @@ SHORTER = (
 sent back: a small model shown its own run-on answer (typically a token list repeating itself)
 continues it again, while the prompt asked afresh with this line mostly gets a complete one."""
 
+RETRY_TEMPERATURE = 0.7
+"""That second request samples at least this hot: greedy decoding that looped once loops again
+on nearly the same prompt."""
+
 
 # --- the describer -------------------------------------------------------------------------------
 
@@ -401,9 +405,13 @@ class CachedCaller:
     def label(self) -> str:
         return self.model_label or self.backend.model
 
-    async def complete(self, messages: Messages) -> tuple[Completion, int]:
-        """The answer to ``messages`` and how many requests it took (0 from the cache)."""
-        key = ResponseCache.key(messages, self.label, self.params)
+    async def complete(
+        self, messages: Messages, params: GenerationParams | None = None
+    ) -> tuple[Completion, int]:
+        """The answer to ``messages`` (with ``params``, by default the caller's) and how many
+        requests it took (0 from the cache)."""
+        params = params or self.params
+        key = ResponseCache.key(messages, self.label, params)
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             self.usage.cache_hits += 1
             return hit, 0
@@ -413,7 +421,7 @@ class CachedCaller:
                 calls += 1
                 self.usage.llm_calls += 1
                 try:
-                    completion = await self.backend.complete(messages, self.params)
+                    completion = await self.backend.complete(messages, params)
                 except Exception as exc:
                     if not _retryable(exc) or attempt == self.retry.max_retries:
                         raise
@@ -449,12 +457,16 @@ class Describer(CachedCaller):
                     f"the answer was cut off at the length limit ({self.params.max_tokens} tokens): {error}"
                 )
                 repair = [{"role": "user", "content": prompt + SHORTER}]
+                params = self.params.model_copy(
+                    update={"temperature": max(self.params.temperature, RETRY_TEMPERATURE)}
+                )
             else:
+                params = None
                 repair = messages + [
                     {"role": "assistant", "content": first.text},
                     {"role": "user", "content": REPAIR.format(error=error, categories=", ".join(CATEGORIES))},
                 ]
-            second, more = await self.complete(repair)
+            second, more = await self.complete(repair, params)
             calls += more
             total.append(second)
             description, second_error = parse_description(second.text)

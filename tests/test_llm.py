@@ -205,6 +205,7 @@ def test_cut_off_answer_is_asked_afresh_for_a_shorter_one(signal: str) -> None:
     (retry,) = script.requests[1]["messages"]
     assert retry["role"] == "user" and retry["content"].startswith("the prompt")
     assert "do not list or repeat the tokens" in retry["content"]
+    assert script.requests[0]["temperature"] == 0 and script.requests[1]["temperature"] == 0.7
     assert RUN_ON in result.raw and "--- repair ---" in result.raw
 
 
@@ -221,6 +222,17 @@ def test_short_malformed_answer_is_not_treated_as_cut_off() -> None:
     script = Script(httpx2.Response(200, json=completion_body("no json here", tokens_out=299)), GOOD)
     run(make(script).describe("p"))
     assert [m["role"] for m in script.requests[1]["messages"]] == ["user", "assistant", "user"]
+    assert script.requests[1]["temperature"] == 0
+
+
+def test_cut_off_retry_is_cached_under_its_own_parameters(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path / "cache.sqlite")
+    cut = httpx2.Response(200, json=completion_body(RUN_ON, tokens_out=300, finish_reason="length"))
+    first = run(make(Script(cut, GOOD), cache).describe("p"))
+    again = make(Script(), cache)
+    result = run(again.describe("p"))
+    assert result.llm_calls == 0 and again.usage.cache_hits == 2
+    assert result.description == first.description
 
 
 def test_unclear_answer_gets_unclear_status() -> None:
