@@ -40,7 +40,28 @@ def local_model_dir() -> Path:
     alias = ALIASES[LOCAL_MODEL]
     if not alias.converted():
         _convert_gguf(materialise_alias(alias), alias.sha256)
-    return converted_dir(alias.sha256)
+    path = converted_dir(alias.sha256)
+    allow_sampling(path)
+    return path
+
+
+def allow_sampling(model_dir: Path) -> None:
+    """Let requests with a temperature above 0 sample, as the OpenAI API means them to.
+
+    ``transformers serve`` turns sampling off for temperature 0 but never on: it follows the
+    model's ``generation_config.json``, and the one converted from the GGUF leaves ``do_sample``
+    unset (greedy). So a retry asked at temperature 0.7 would repeat the greedy answer word for
+    word. Idempotent; the file is replaced atomically."""
+    import json
+
+    path = model_dir / "generation_config.json"
+    config = json.loads(path.read_text()) if path.exists() else {}
+    if config.get("do_sample") is True:
+        return
+    config["do_sample"] = True
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
 
 
 def free_port() -> int:

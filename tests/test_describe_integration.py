@@ -250,3 +250,30 @@ def test_offline_default_describes_with_the_real_local_model(tiny_dir: Path, tmp
     out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(cache) not in out
     print(f"offline describe of 2 heads took {time.monotonic() - start:.0f}s")
+
+
+@pytest.mark.slow
+def test_local_server_samples_above_temperature_0_and_is_greedy_at_0() -> None:
+    """The cut-off retry relies on this: at temperature 0 the answer is the greedy one, above 0
+    the local server really samples (seeded here, so the test is deterministic)."""
+    import openai
+
+    from describer.offline import serve_local
+
+    with serve_local() as server:
+        client = openai.OpenAI(base_url=server.base_url, api_key="none", timeout=300)
+
+        def ask(temperature: float, seed: int) -> str:
+            response = client.chat.completions.create(
+                model=server.model_path,
+                messages=[{"role": "user", "content": "Invent a name for a new fruit."}],
+                temperature=temperature,
+                max_tokens=12,
+                extra_body={"seed": seed},
+            )
+            return response.choices[0].message.content or ""
+
+        greedy = {ask(0.0, seed) for seed in (1, 2)}
+        sampled = {ask(1.0, seed) for seed in (1, 2, 3)}
+    assert len(greedy) == 1
+    assert len(sampled) > 1 and sampled != greedy
