@@ -8,6 +8,9 @@ managed by the Alembic migrations in ``store/migrations``, run programmatically.
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -66,13 +69,28 @@ def make_engine(url: str) -> Engine:
     raise HeadmapsError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql")
 
 
+def _retry_locked(statement: Callable[[], object]) -> None:
+    """Run ``statement``, retrying while the file is locked. Switching a new file to WAL while
+    another process sets it up can fail with "database is locked" at once, without waiting for
+    the busy timeout; this waits as long as that timeout would."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            statement()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _sqlite_events(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn, _record) -> None:  # noqa: ANN001
         # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _retry_locked(lambda: cursor.execute("PRAGMA journal_mode=WAL"))
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
