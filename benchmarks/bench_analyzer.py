@@ -10,7 +10,7 @@ operation word that is a single pre-token (a word, or a number) gets the id of `
 the rest of the 50257 ids are filler words, and the last is ``<|endoftext|>``. Multi-word
 entries are dropped as a real tokenizer would; about 3400 pairs survive, close to a real run.
 
-``--model gemma-3-270m`` (or any MODEL ``describer.models.load_model`` accepts): real weights.
+``--model gemma-3-270m`` (or any MODEL ``describer.maps.loading.load_model`` accepts): real weights.
 The reference on all heads would take far too long on a CPU, so it runs on
 ``--reference-heads`` heads spread over the layers, and its time is extrapolated: its
 once-per-call setup (source representations for the vocabulary) is timed on its own and
@@ -30,10 +30,10 @@ import warnings
 
 import torch
 
-from describer.analysis import AnalysisSettings, Analyzer, default_settings
+from describer.maps.analysis import AnalysisSettings, Analyzer, default_settings
 from describer.errors import HeadmapsError
-from describer.operations import builtin_operations, tokenize
-from describer.reference import ReferenceModel, all_heads, reference_operation_scores, reference_salient
+from describer.maps.operations import builtin_operations, tokenize
+from describer.maps.reference import ReferenceModel, all_heads, reference_operation_scores, reference_salient
 
 
 def gpt2_small_random(seed: int) -> tuple[object, object]:
@@ -111,12 +111,12 @@ def main(argv: list[str] | None = None) -> int:
         family, name = "gpt2", "GPT-2 small shapes, random weights"
         n_ref = args.reference_heads
     else:
-        from describer.models import load_model
+        from describer.maps.loading import load_model
 
         loaded = load_model(args.model, device=device)
         model, tokenizer, family, name = loaded.model, loaded.tokenizer, loaded.family, loaded.name
         n_ref = args.reference_heads or 4
-    from describer.adapters import adapter_for
+    from describer.maps.adapters import adapter_for
 
     adapter = adapter_for(model)
     load_s = time.perf_counter() - t0

@@ -24,9 +24,9 @@ from sqlalchemy import text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from store import open_store  # noqa: E402
-from store import schema as S  # noqa: E402
+from store import tables as S  # noqa: E402
 from store.api import utcnow  # noqa: E402
-from store.models import (  # noqa: E402
+from store.records import (  # noqa: E402
     AnalysisIn,
     HeadSalientIn,
     MappingIn,
@@ -271,16 +271,16 @@ def main() -> None:
         rng = random.Random(2)
         # One or two words, from the most frequent (matching a third of all descriptions) to rare.
         queries = [" ".join(rng.sample(vocab[:400], rng.choice((1, 2)))) for _ in range(args.queries)]
-        store.search(queries[0])  # warm the page cache
+        store.fulltext(queries[0])  # warm the page cache
         fts = []
         for q in queries:
             start = time.perf_counter()
-            store.search(q, limit=20)
+            store.fulltext(q, limit=20)
             fts.append(time.perf_counter() - start)
         filtered = []
         for q in queries:
             start = time.perf_counter()
-            store.search(q, model=info.name, layer_min=1, layer_max=args.layers - 2, limit=20)
+            store.fulltext(q, model=info.name, layer_min=1, layer_max=args.layers - 2, limit=20)
             filtered.append(time.perf_counter() - start)
         like = []
         with store.engine.connect() as conn:

@@ -33,10 +33,10 @@ from fastapi.testclient import TestClient  # noqa: E402
 from sqlalchemy import func, select, text  # noqa: E402
 
 from benchmarks.bench_store import synthetic, vocabulary  # noqa: E402
-from evaluation import search as semantic  # noqa: E402
+from evaluation import semantic  # noqa: E402
 from evaluation.web import create_app  # noqa: E402
 from store import open_store  # noqa: E402
-from store import schema as S  # noqa: E402
+from store import tables as S  # noqa: E402
 from store.api import utcnow  # noqa: E402
 from store.labels import CATEGORIES, RATING_LABELS  # noqa: E402
 from store.writes import bulk_insert  # noqa: E402

@@ -22,9 +22,9 @@ import time
 
 import torch
 
-from describer.analysis import AnalysisSettings, Analyzer
-from describer.models import load_model
-from describer.operations import builtin_operations, single_token, tokenize
+from describer.maps.analysis import AnalysisSettings, Analyzer
+from describer.maps.loading import load_model
+from describer.maps.operations import builtin_operations, single_token, tokenize
 
 CANDIDATES = [
     AnalysisSettings(source=s, norms=n)

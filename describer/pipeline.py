@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from describer.errors import HeadmapsError
-from describer.llm import Describer, DescribeResult, GenerationParams, describe_error, estimated_cost, fatal
+from describer.llm.client import Describer, DescribeResult, GenerationParams, describe_error, estimated_cost, fatal
 from prompts import Template
 from store.labels import CATEGORY_MEANINGS
 
 if TYPE_CHECKING:
-    from describer.jobs import AnalysisResult
-    from describer.models import LoadedModel
+    from describer.maps.jobs import AnalysisResult
+    from describer.maps.loading import LoadedModel
     from store import Store
-    from store.models import HeadView
+    from store.records import HeadView
 
 Warn = Callable[[str], None]
 TOP_OPERATIONS = 5
@@ -153,10 +153,10 @@ def evidence(
 
 def store_analysis(store: Store, loaded: LoadedModel, result: AnalysisResult) -> int:
     """Save an ``analyze_model`` result with its model and operation definitions."""
-    from describer.analysis import AnalysisSettings
-    from describer.jobs import model_info
-    from describer.operations import builtin_operations
-    from store.models import OperationIn
+    from describer.maps.analysis import AnalysisSettings
+    from describer.maps.jobs import model_info
+    from describer.maps.operations import builtin_operations
+    from store.records import OperationIn
 
     info = model_info(loaded)
     settings = AnalysisSettings(
@@ -175,16 +175,16 @@ def ensure_analysis(
     store: Store, model: str | None, *, device: str = "auto", progress: Any = None, warn: Warn = print
 ) -> str:
     """The stored model name, analysing and storing the model first if the store lacks it."""
-    from describer.models import resolve
+    from describer.maps.loading import resolve
 
     name = resolve(model).name
     with contextlib.suppress(HeadmapsError):
         summary = store.get_model(name)
         if summary.heads >= summary.n_layers * summary.n_heads:
             return name
-    from describer.jobs import analyze_model, pick_device
-    from describer.models import load_model
-    from describer.operations import builtin_operations
+    from describer.maps.jobs import analyze_model, pick_device
+    from describer.maps.loading import load_model
+    from describer.maps.operations import builtin_operations
 
     loaded = load_model(model, device=pick_device(device))
     result = analyze_model(
@@ -331,7 +331,7 @@ class DescribeJob:
         rendered: Any,
         result: DescribeResult,
     ) -> None:
-        from store.models import DescriptionIn
+        from store.records import DescriptionIn
 
         d = result.description
         self.store.add_description(
@@ -400,8 +400,8 @@ class Endpoint:
 @contextlib.contextmanager
 def open_endpoint(base_url: str | None, llm_model: str | None) -> Iterator[Endpoint]:
     """The configured endpoint, or the local default server started for the duration."""
-    from describer.llm import host_of
-    from describer.offline import LOCAL_MODEL, serve_local
+    from describer.llm.client import host_of
+    from describer.llm.local import LOCAL_MODEL, serve_local
 
     if base_url:
         if not llm_model:

@@ -26,8 +26,8 @@ import torch
 from pydantic import BaseModel
 from torch import Tensor
 
-from describer.adapters.base import Adapter
-from describer.operations import TokenizedOperation
+from describer.maps.adapters.base import Adapter
+from describer.maps.operations import TokenizedOperation
 from evaluation.hooks import head_hooks, run_captured
 
 Progress = Callable[[str, int, int], None]

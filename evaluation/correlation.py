@@ -36,9 +36,9 @@ from jaxtyping import Float, Int
 from pydantic import BaseModel
 from torch import Tensor
 
-from describer.adapters.base import Adapter
-from describer.analysis import AnalysisSettings, Analyzer, OperationScores
-from describer.operations import TokenizedOperation
+from describer.maps.adapters.base import Adapter
+from describer.maps.analysis import AnalysisSettings, Analyzer, OperationScores
+from describer.maps.operations import TokenizedOperation
 from evaluation.hooks import head_hooks, run_captured
 
 Progress = Callable[[str, int, int], None]
@@ -309,7 +309,7 @@ def run_correlation(
     batch_size: int = 64,
     progress: Progress | None = None,
 ) -> tuple[CorrelationResult, list[OperationScores], list[Dynamic]]:
-    """The whole experiment on a loaded model (``describer.models.LoadedModel``)."""
+    """The whole experiment on a loaded model (``describer.maps.loading.LoadedModel``)."""
     adapter, tokenizer = loaded.adapter, loaded.tokenizer  # type: ignore[attr-defined]
     ops = [cap_pairs(op, max_pairs) for op in ops]
     device = adapter.embedding_module().weight.device

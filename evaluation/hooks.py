@@ -26,7 +26,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from describer.adapters.base import Adapter
+from describer.maps.adapters.base import Adapter
 
 
 class _StopForward(Exception):

@@ -40,7 +40,7 @@ from sqlalchemy import select
 
 import prompts
 from describer.errors import HeadmapsError
-from describer.llm import (
+from describer.llm.client import (
     CachedCaller,
     GenerationParams,
     Messages,
@@ -48,9 +48,9 @@ from describer.llm import (
     extract_json,
     fatal,
 )
-from store import schema as S
-from store.api import Store
-from store.models import DescriptionOut, DescriptionScoreIn, HeadView
+from store import tables as S
+from store import Store
+from store.records import DescriptionOut, DescriptionScoreIn, HeadView
 
 SIMULATION = "simulation"
 OPERATION_AGREEMENT = "operation_agreement"

@@ -16,10 +16,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from describer.errors import HeadmapsError
-from store import schema as S
+from store import tables as S
 from store.db import WRITE
 from store.labels import CATEGORIES, RATING_LABELS, RUN_KINDS, RUN_STATUSES
-from store.models import (
+from store.records import (
     AnalysisIn,
     DescriptionIn,
     DescriptionOut,
@@ -215,7 +215,7 @@ class Store:
         Idempotent: the same model and ``settings_key`` keep one analysis; salient mappings of
         heads already stored and scores of operations already stored (same pairs and k) are
         kept, anything missing is added. ``result`` is an ``AnalysisIn`` or anything with the
-        same fields (``describer.jobs.AnalysisResult``). ``operations`` gives the definitions
+        same fields (``describer.maps.jobs.AnalysisResult``). ``operations`` gives the definitions
         (pairs, origin) of the scored operations; one without a definition is stored by name.
         """
         from store.writes import save_analysis
@@ -672,7 +672,7 @@ class Store:
         Every word of ``query`` must match (stemmed); ``min_scores`` keeps heads whose relation
         score of each named operation is at least the value; ``label`` keeps descriptions with
         a current rating of that label."""
-        from store.search import search
+        from store.fulltext import search
 
         if label is not None and label not in RATING_LABELS:
             raise HeadmapsError(f"unknown rating label {label!r}; use one of {', '.join(RATING_LABELS)}")

@@ -27,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from describer.errors import HeadmapsError
-from store import schema as S
+from store import tables as S
 from store.api import Store, operation_hash
 from store.writes import bulk_insert
 
@@ -374,7 +374,7 @@ def import_file(store: Store, path: str | Path) -> dict[str, int]:
 
 
 def _import(session: Session, store: Store, tables: dict, added: dict[str, int]) -> None:  # noqa: C901
-    from store.models import ModelInfo
+    from store.records import ModelInfo
 
     conn = session.connection()
     heads: dict[str, dict[tuple[int, int], int]] = {}

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, Table, func, select
 
 from describer.errors import HeadmapsError
-from store import schema as S
-from store.models import AnalysisIn, ModelInfo, OperationIn
+from store import tables as S
+from store.records import AnalysisIn, ModelInfo, OperationIn
 
 if TYPE_CHECKING:
     from store.api import Store

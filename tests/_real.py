@@ -11,7 +11,7 @@ from functools import cache
 
 import pytest
 
-from describer.models import ALIASES, LoadedModel, load_model
+from describer.maps.loading import ALIASES, LoadedModel, load_model
 
 REAL_MODELS = ("gemma-3-270m", "qwen2.5-coder-0.5b-instruct")
 

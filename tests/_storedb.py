@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from store.models import (
+from store.records import (
     AnalysisIn,
     DescriptionIn,
     HeadSalientIn,

@@ -44,7 +44,7 @@ def build_bpe_tokenizer(words: Iterable[str]) -> object:
 
 def builtin_words(*names: str) -> list[str]:
     """Every source and target word of the named built-in operations, deduplicated, in order."""
-    from describer.operations import builtin_operations
+    from describer.maps.operations import builtin_operations
 
     ops = builtin_operations()
     return list(dict.fromkeys(w for name in names for pair in ops[name].pairs for w in pair))

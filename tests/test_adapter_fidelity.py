@@ -21,8 +21,8 @@ import transformers
 from torch import Tensor, nn
 from transformers.pytorch_utils import Conv1D
 
-from describer.adapters import UnsupportedArchitecture, adapter_for, supported_families
-from describer.adapters.base import Adapter
+from describer.maps.adapters import UnsupportedArchitecture, adapter_for, supported_families
+from describer.maps.adapters.base import Adapter
 from tests._real import REAL_MODELS, real_model
 
 TOL = 1e-4

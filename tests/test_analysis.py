@@ -17,10 +17,10 @@ import torch
 import transformers
 from torch import nn
 
-from describer.adapters import adapter_for
-from describer.analysis import AnalysisSettings, Analyzer, HeadSalient, OperationScores
-from describer.operations import Operation, TokenizedOperation, tokenize
-from describer.reference import readable_tokens, reference_operation_scores, reference_salient
+from describer.maps.adapters import adapter_for
+from describer.maps.analysis import AnalysisSettings, Analyzer, HeadSalient, OperationScores
+from describer.maps.operations import Operation, TokenizedOperation, tokenize
+from describer.maps.reference import readable_tokens, reference_operation_scores, reference_salient
 from tests.conftest import UNREADABLE_TOKENS, WORD_TOKENIZER_WORDS, letter_words
 
 CHUNK = 2048

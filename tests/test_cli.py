@@ -17,9 +17,9 @@ import typer
 from typer.testing import CliRunner
 
 from describer import cli
-from describer.adapters import supported_families
-from describer.models import ALIASES
-from describer.operations import builtin_operations, single_token
+from describer.maps.adapters import supported_families
+from describer.maps.loading import ALIASES
+from describer.maps.operations import builtin_operations, single_token
 from tests._tiny import build_bpe_tokenizer, builtin_words, save_tiny_llama
 
 app = cli.app
@@ -535,12 +535,12 @@ def test_bad_device(tiny_dir: Path, out_dir: Path, device: str, fragment: str) -
 
 
 def test_interrupt_exits_130_without_traceback(tiny_dir: Path, out_dir: Path, monkeypatch) -> None:  # noqa: ANN001
-    import describer.jobs
+    import describer.maps.jobs
 
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(describer.jobs, "analyze_model", interrupted)
+    monkeypatch.setattr(describer.maps.jobs, "analyze_model", interrupted)
     result = invoke("analyze", tiny_dir, "--json", out_dir / "x.json")
     assert result.exit_code == 130
     assert "interrupted" in result.stderr and "Traceback" not in result.output
@@ -548,12 +548,12 @@ def test_interrupt_exits_130_without_traceback(tiny_dir: Path, out_dir: Path, mo
 
 
 def test_out_of_memory_is_a_user_error(tiny_dir: Path, monkeypatch) -> None:  # noqa: ANN001
-    import describer.jobs
+    import describer.maps.jobs
 
     def exhausted(*args: object, **kwargs: object) -> None:
         raise MemoryError
 
-    monkeypatch.setattr(describer.jobs, "score_operation", exhausted)
+    monkeypatch.setattr(describer.maps.jobs, "score_operation", exhausted)
     assert_user_error(invoke("score", tiny_dir, "--operation", "general_copying"), "out of memory")
 
 

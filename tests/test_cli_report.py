@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from store import open_store
-from store.models import RatingIn
+from store.records import RatingIn
 from tests import _fake_llm
 from tests._fake_llm import FakeOpenAIServer
 from tests._storedb import model_info

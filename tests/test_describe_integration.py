@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from describer.offline import free_port
+from describer.llm.local import free_port
 from store import open_store
 from tests._fake_llm import FakeOpenAIServer
 from tests._tiny import build_bpe_tokenizer, builtin_words, save_tiny_llama
@@ -214,8 +214,8 @@ def test_kill_9_loses_nothing_finished_and_the_rerun_does_only_the_rest(
 def real_cache_with_local_model(tmp_path: Path) -> Path:
     """A fresh cache directory (so the response cache is empty) that links to the converted
     local model of the real cache (converted once, about a minute, if it is not there yet)."""
-    from describer.models import ALIASES, converted_dir
-    from describer.offline import LOCAL_MODEL, local_model_dir
+    from describer.maps.loading import ALIASES, converted_dir
+    from describer.llm.local import LOCAL_MODEL, local_model_dir
 
     local_model_dir()  # convert into the real cache if needed
     real = converted_dir(ALIASES[LOCAL_MODEL].sha256)
@@ -258,7 +258,7 @@ def test_local_server_samples_above_temperature_0_and_is_greedy_at_0() -> None:
     the local server really samples (seeded here, so the test is deterministic)."""
     import openai
 
-    from describer.offline import serve_local
+    from describer.llm.local import serve_local
 
     with serve_local() as server:
         client = openai.OpenAI(base_url=server.base_url, api_key="none", timeout=300)

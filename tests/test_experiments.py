@@ -21,9 +21,9 @@ from transformers.pytorch_utils import Conv1D
 from typer.testing import CliRunner
 
 from describer import cli
-from describer.analysis import AnalysisSettings
-from describer.models import load_model
-from describer.operations import builtin_operations, single_token, tokenize
+from describer.maps.analysis import AnalysisSettings
+from describer.maps.loading import load_model
+from describer.maps.operations import builtin_operations, single_token, tokenize
 from evaluation.causal import fewshot_prompts, run_causal
 from evaluation.correlation import TEMPLATES, correlation_row, pearson, run_correlation, template_ids
 from evaluation.hooks import head_contributions, head_hooks, run_captured
@@ -61,7 +61,7 @@ def family(request) -> tuple[str, nn.Module]:  # noqa: ANN001
 def test_forced_attention_is_the_source_value(family) -> None:  # noqa: ANN001
     name, model = family
     fam = FAMILIES[name]
-    from describer.adapters import adapter_for
+    from describer.maps.adapters import adapter_for
 
     a = adapter_for(model)
     nh, nkv, hd = a.n_heads, a.n_kv_heads, a.head_dim
@@ -97,7 +97,7 @@ def test_forced_attention_is_the_source_value(family) -> None:  # noqa: ANN001
 
 
 def _zero_heads(model: nn.Module, adapter, heads) -> nn.Module:  # noqa: ANN001
-    from describer.adapters import adapter_for
+    from describer.maps.adapters import adapter_for
 
     zeroed = copy.deepcopy(model)
     za, hd = adapter_for(zeroed), adapter.head_dim
@@ -113,7 +113,7 @@ def _zero_heads(model: nn.Module, adapter, heads) -> nn.Module:  # noqa: ANN001
 
 def test_ablation_is_zeroing_W_O_rows(family) -> None:  # noqa: ANN001
     name, model = family
-    from describer.adapters import adapter_for
+    from describer.maps.adapters import adapter_for
 
     a = adapter_for(model)
     heads = [(0, 1), (1, 0), (a.n_layers - 1, 2)]
@@ -138,7 +138,7 @@ def test_ablation_is_zeroing_W_O_rows(family) -> None:  # noqa: ANN001
 
 def test_stop_after_last_layer_captures_the_same() -> None:
     model = build("llama")
-    from describer.adapters import adapter_for
+    from describer.maps.adapters import adapter_for
 
     a = adapter_for(model)
     ids = _ids()
@@ -169,7 +169,7 @@ def test_pearson() -> None:
 
 
 def test_constant_scores_give_null_r() -> None:
-    from describer.analysis import OperationScores
+    from describer.maps.analysis import OperationScores
     from evaluation.correlation import Dynamic
 
     static = OperationScores(
@@ -293,7 +293,7 @@ def test_cli_correlation_json_and_csv(planted_dir: Path, tmp_path: Path) -> None
     # planted head: static 1, suppression 0 everywhere for it -> suppression r may be null
     assert csv_path.read_text().splitlines()[0].startswith("category,operation,n_pairs")
     # The table is recorded in the store as a finished evaluate run, which the report shows.
-    from evaluation.report import latest_correlation
+    from evaluation.web.report import latest_correlation
     from store import open_store
 
     with open_store() as store:
@@ -358,7 +358,7 @@ def test_real_gemma_hooks_and_correlation() -> None:
     v = lw.attn_norm(x[0, 4]) @ lw.W_V[a.kv_head(2)]
     assert_close(cap.z[L][0, 2], v, "gemma forced z")
     op = tokenize(builtin_operations()["country_to_capital"], loaded.tokenizer, a.vocab_size)
-    from describer.analysis import default_settings
+    from describer.maps.analysis import default_settings
 
     result, _, _ = run_correlation(loaded, [op], default_settings(loaded.family), max_pairs=8)
     (row,) = result.rows

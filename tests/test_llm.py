@@ -11,7 +11,7 @@ import httpx2
 import pytest
 
 from describer.errors import HeadmapsError
-from describer.llm import (
+from describer.llm.client import (
     Describer,
     GenerationParams,
     LLMError,
@@ -372,7 +372,7 @@ def test_preflight_missing_key_and_rejected_key() -> None:
 
 
 def test_preflight_unreachable_endpoint() -> None:
-    from describer.offline import free_port
+    from describer.llm.local import free_port
 
     backend = OpenAIBackend(f"http://127.0.0.1:{free_port()}/v1", "m", None, timeout_s=5)
     with pytest.raises(LLMError, match="cannot reach the LLM endpoint"):
@@ -380,7 +380,7 @@ def test_preflight_unreachable_endpoint() -> None:
 
 
 def test_local_model_copy_lets_a_temperature_sample(tmp_path: Path) -> None:
-    from describer.offline import allow_sampling
+    from describer.llm.local import allow_sampling
 
     config = tmp_path / "generation_config.json"
     config.write_text(json.dumps({"bos_token_id": 1, "eos_token_id": 2, "use_cache": True}))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from describer.errors import HeadmapsError
-from describer.operations import (
+from describer.maps.operations import (
     LARGE_VOCAB,
     MIN_PAIRS,
     Operation,

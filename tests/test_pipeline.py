@@ -14,7 +14,7 @@ import pytest
 
 import prompts
 from describer.errors import HeadmapsError
-from describer.llm import Describer, GenerationParams, OpenAIBackend, ResponseCache, RetryPolicy
+from describer.llm.client import Describer, GenerationParams, OpenAIBackend, ResponseCache, RetryPolicy
 from describer.pipeline import DescribeJob, ensure_analysis, evidence, parse_heads, select_heads
 from store import open_store
 from tests._fake_llm import answer_for, completion_body, mock_client

@@ -117,7 +117,7 @@ def test_unknown_prompt_lists_builtins() -> None:
 
 def test_rendered_prompt_parses_back_with_the_schema_example() -> None:
     # The answer skeleton in the prompt names exactly the schema's fields.
-    from describer.schema import HeadDescription
+    from describer.llm.answer import HeadDescription
 
     text = prompts.render("salient", **evidence()).text
     skeleton = text[text.index('{"reasoning"') :]

@@ -10,7 +10,7 @@ from describer.errors import HeadmapsError
 from evaluation.agreement import cohen_kappa, krippendorff_alpha
 from evaluation.ratings import ratings_report
 from store import open_store
-from store.models import RatingIn
+from store.records import RatingIn
 from tests._storedb import ENGINES, analysis, definitions, description, make_url, model_info
 
 

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from describer import models
-from describer.analysis import AnalysisSettings, Analyzer, default_settings
-from describer.operations import builtin_operations, tokenize
+from describer.maps import loading as models
+from describer.maps.analysis import AnalysisSettings, Analyzer, default_settings
+from describer.maps.operations import builtin_operations, tokenize
 from tests._real import real_model
 
 pytestmark = pytest.mark.slow

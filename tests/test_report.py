@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from describer.errors import HeadmapsError
-from evaluation.report import CORRELATION, build_report, write_report
+from evaluation.web.report import CORRELATION, build_report, write_report
 from store import open_store
-from store.models import RatingIn
+from store.records import RatingIn
 from tests._storedb import analysis, definitions, description, model_info
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)> & "quotes"'

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import prompts
-from describer.llm import Completion, GenerationParams, LLMBackend, Messages, ResponseCache
+from describer.llm.client import Completion, GenerationParams, LLMBackend, Messages, ResponseCache
 from evaluation.scoring import (
     OPERATION_AGREEMENT,
     SIMULATION,
@@ -25,7 +25,7 @@ from evaluation.scoring import (
 )
 from store import open_store
 from store.labels import CATEGORY_MEANINGS
-from store.models import AnalysisIn, HeadSalientIn, MappingIn, OperationIn, OperationScoresIn, SalientIn
+from store.records import AnalysisIn, HeadSalientIn, MappingIn, OperationIn, OperationScoresIn, SalientIn
 from tests._storedb import ENGINES, description, make_url, model_info
 
 N_LAYERS, N_HEADS, N_SALIENT = 3, 4, 6

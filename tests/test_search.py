@@ -13,11 +13,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from evaluation import search as semantic
-from evaluation.search import ENCODER, Filters
+from evaluation import semantic
+from evaluation.semantic import ENCODER, Filters
 from store import Store, open_store
-from store import schema as S
-from store.models import RatingIn
+from store import tables as S
+from store.records import RatingIn
 from tests._storedb import description
 from tests._webstore import CAPITALS, fill
 

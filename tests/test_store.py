@@ -13,9 +13,9 @@ from sqlalchemy import func, inspect, select, text
 
 from describer.errors import HeadmapsError
 from store import RATING_LABELS, open_store
-from store import schema as S
+from store import tables as S
 from store.io import export_store, import_file
-from store.models import DescriptionScoreIn, RatingIn
+from store.records import DescriptionScoreIn, RatingIn
 from tests._storedb import ENGINES, analysis, definitions, description, make_url, model_info
 
 
@@ -207,27 +207,27 @@ def test_search_finds_ranks_and_filters(store) -> None:  # noqa: ANN001
     store.add_description(
         description(layer=1, head=1, reasoning="Past tense of verbs.", pattern="verb to past")
     )
-    hits = store.search("capital")
+    hits = store.fulltext("capital")
     assert [h.description_id for h in hits] == [strong, weak]
     assert hits[0].score > hits[1].score and "[" in hits[0].text
     assert (hits[0].model, hits[0].layer, hits[0].head) == ("tiny", 2, 1)
-    assert [h.description_id for h in store.search("capitals countries")] == [strong]
-    assert store.search("verbs")[0].layer == 1  # stemmed
-    assert store.search("zebra") == [] and store.search('"; DROP TABLE description; --') == []
-    assert [h.description_id for h in store.search("capital", layer_max=1)] == [weak]
-    assert [h.description_id for h in store.search("capital", layer_min=1)] == [strong]
-    assert [h.description_id for h in store.search("capital", category="in_context_identification")] == [weak]
-    assert store.search("capital", unclear=True) == []
+    assert [h.description_id for h in store.fulltext("capitals countries")] == [strong]
+    assert store.fulltext("verbs")[0].layer == 1  # stemmed
+    assert store.fulltext("zebra") == [] and store.fulltext('"; DROP TABLE description; --') == []
+    assert [h.description_id for h in store.fulltext("capital", layer_max=1)] == [weak]
+    assert [h.description_id for h in store.fulltext("capital", layer_min=1)] == [strong]
+    assert [h.description_id for h in store.fulltext("capital", category="in_context_identification")] == [weak]
+    assert store.fulltext("capital", unclear=True) == []
     threshold = analysis(info).operations["copy"].scores[2][1]
-    assert strong in [h.description_id for h in store.search("capital", min_scores={"copy": threshold})]
+    assert strong in [h.description_id for h in store.fulltext("capital", min_scores={"copy": threshold})]
     assert strong not in [
-        h.description_id for h in store.search("capital", min_scores={"copy": threshold + 1e-9})
+        h.description_id for h in store.fulltext("capital", min_scores={"copy": threshold + 1e-9})
     ]
     store.add_rating(RatingIn(description_id=weak, rater="ann", label="plausible"))
-    assert [h.description_id for h in store.search("capital", label="plausible")] == [weak]
-    assert [h.description_id for h in store.search("capital", model="tiny", limit=1)] == [strong]
+    assert [h.description_id for h in store.fulltext("capital", label="plausible")] == [weak]
+    assert [h.description_id for h in store.fulltext("capital", model="tiny", limit=1)] == [strong]
     with pytest.raises(HeadmapsError, match="unknown model"):
-        store.search("capital", model="nope")
+        store.fulltext("capital", model="nope")
 
 
 def _fill(store) -> None:  # noqa: ANN001
@@ -278,7 +278,7 @@ def test_export_import_export_is_identical(store, url: str, tmp_path: Path, fmt:
         assert doc["format"] == "headmaps-export"
         assert {m["name"] for m in doc["tables"]["model"]} == {"tiny", "other"}
         assert json.loads(export_store(store, "other"))["tables"]["description"][0]["model"] == "other"
-    assert store.search("emoji")[0].model == "other"  # the FTS index follows imported rows
+    assert store.fulltext("emoji")[0].model == "other"  # the FTS index follows imported rows
 
 
 def test_an_export_from_before_scores_still_imports(store, tmp_path: Path) -> None:  # noqa: ANN001
@@ -371,7 +371,7 @@ def test_old_schema_is_upgraded_and_newer_refused(url: str) -> None:
         open_store(url, upgrade=False)
     with open_store(url) as store:
         assert current_revision(store.engine) == code_head()
-        assert [h.model for h in store.search("zeppelin")] == ["old"]
+        assert [h.model for h in store.fulltext("zeppelin")] == ["old"]
     with engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '9999_future'"))
     with pytest.raises(HeadmapsError, match="newer than this headmaps"):
@@ -442,5 +442,5 @@ def test_the_store_never_imports_torch() -> None:
     import subprocess
     import sys
 
-    code = "import sys, store, store.io, store.api, store.search; assert 'torch' not in sys.modules"
+    code = "import sys, store, store.io, store.api, store.fulltext; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

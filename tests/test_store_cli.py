@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from store import open_store
-from store.models import RatingIn
+from store.records import RatingIn
 from tests._storedb import ENGINES, description, make_url
 from tests._tiny import build_bpe_tokenizer, builtin_words, save_tiny_llama
 from tests.test_cli import assert_ok, assert_user_error, invoke
@@ -61,7 +61,7 @@ def test_analyze_writes_the_store_once(tiny_dir: Path, db: str, monkeypatch: pyt
     def no_load(*args: object, **kwargs: object) -> None:
         raise AssertionError("the model was loaded although everything is stored")
 
-    monkeypatch.setattr("describer.models.load_model", no_load)
+    monkeypatch.setattr("describer.maps.loading.load_model", no_load)
     result = analyze(tiny_dir, db, "--operations", "general_copying")
     assert_ok(result)
     assert "already stored" in result.stdout

@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from store import open_store
-from store import schema as S
+from store import tables as S
 from tests._storedb import analysis, model_info
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +22,7 @@ WRITER = textwrap.dedent(
     """
     import sys
     from store import open_store
-    from store.models import RatingIn
+    from store.records import RatingIn
     from tests._storedb import analysis, description, model_info
     url, name, layers, heads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     info = model_info(name, layers, heads)

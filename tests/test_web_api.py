@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from evaluation.web import create_app
 from store import open_store
-from store import schema as S
+from store import tables as S
 from tests._storedb import ENGINES, make_url
 from tests._webstore import CAPITALS, XSS, fill, live_server
 

@@ -7,12 +7,12 @@ from typing import Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
-from evaluation import search as semantic
+from evaluation import semantic
 from evaluation.web import queries
 from evaluation.web.app import WebError, head_spec
 from store import Store
 from store.labels import CATEGORIES, RATING_LABELS, RATING_MEANINGS
-from store.models import DescriptionOut, HeadView, ModelSummary, RatingIn, RatingOut
+from store.records import DescriptionOut, HeadView, ModelSummary, RatingIn, RatingOut
 
 router = APIRouter(prefix="/api", tags=["api"])
 

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup, escape
 
 from describer.errors import HeadmapsError
-from evaluation import search as semantic
+from evaluation import semantic
 from evaluation.web import queries
 from evaluation.web.api import RatingPost, labels, parse_min_scores, rate, review_item, store_of
 from evaluation.web.app import WebError, head_spec, head_url, model_url, render
@@ -142,7 +142,7 @@ REPORT_CSP = (
 @router.get("/models/{model:path}/report", response_class=HTMLResponse)
 def report_page(request: Request, model: str, download: bool = False) -> HTMLResponse:
     """The model's self-contained HTML report (``headmaps report``), served or downloaded."""
-    from evaluation.report import build_report
+    from evaluation.web.report import build_report
 
     html = build_report(store_of(request), model, resamples=200)
     headers = {"Content-Security-Policy": REPORT_CSP}

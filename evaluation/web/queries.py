@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from sqlalchemy import Connection, Executable, and_, exists, func, select
 
 from describer.errors import HeadmapsError
-from store import schema as S
+from store import tables as S
 from store.labels import RATING_LABELS
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from store.schema import Base
+from store.tables import Base
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover

@@ -20,7 +20,7 @@ PG_VECTOR = (
     "to_tsvector('english', coalesce(reasoning, '') || ' ' || coalesce(inputs, '') || ' ' || "
     "coalesce(pattern, ''))"
 )
-"""Must match ``store.search.PG_VECTOR`` for the index to be used."""
+"""Must match ``store.fulltext.PG_VECTOR`` for the index to be used."""
 
 SQLITE_TRIGGERS = """
 CREATE TRIGGER description_fts_insert AFTER INSERT ON description BEGIN

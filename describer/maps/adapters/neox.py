@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
-from describer.adapters.base import Adapter, LayerWeights, Norm, layer_norm, split_out_proj
+from describer.maps.adapters.base import Adapter, LayerWeights, Norm, layer_norm, split_out_proj
 
 
 class NeoXAdapter(Adapter):

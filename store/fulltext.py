@@ -9,8 +9,8 @@ import re
 from sqlalchemy import Select, and_, func, literal_column, select, text
 from sqlalchemy.orm import Session, aliased
 
-from store import schema as S
-from store.models import SearchHit
+from store import tables as S
+from store.records import SearchHit
 
 PG_VECTOR = (
     "to_tsvector('english', coalesce(reasoning, '') || ' ' || coalesce(inputs, '') || ' ' || "

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from describer.cli import (
+from describer.cli.app import (
     DeviceOpt,
     ModelArg,
     NormsOpt,
@@ -23,7 +23,7 @@ from describer.cli import (
     err,
     out,
 )
-from describer.cli_store import DbOpt
+from describer.cli.store import DbOpt
 from describer.errors import HeadmapsError
 
 evaluate_app = typer.Typer(
@@ -38,8 +38,8 @@ def _fmt(value: float | None) -> str:
 
 
 def _load(model: str | None, device: str, source: str | None, norms: bool | None):  # noqa: ANN202
-    from describer.jobs import pick_device, settings_for
-    from describer.models import load_model
+    from describer.maps.jobs import pick_device, settings_for
+    from describer.maps.loading import load_model
 
     device = pick_device(device)
     loaded = load_model(model, device=device)
@@ -61,7 +61,7 @@ ROW_KEYS = (
 def _store_correlation(db: str | None, loaded, result, operations: str, max_pairs: int) -> None:  # noqa: ANN001
     """Record the table as a finished ``evaluate`` run of the model (the report and the web app
     show the newest one)."""
-    from describer.jobs import model_info
+    from describer.maps.jobs import model_info
     from store import open_store
 
     with open_store(db) as store:
@@ -111,8 +111,8 @@ def correlation(
     Prompts are the paper's four templates around each source word; each head's output at the
     last position is projected to the vocabulary with its real attention (with context) and with
     its attention forced onto the source word (without context)."""
-    from describer.jobs import tokenize_all
-    from describer.operations import select_operations
+    from describer.maps.jobs import tokenize_all
+    from describer.maps.operations import select_operations
     from evaluation.correlation import paper_medians, run_correlation, to_csv
 
     with _user_errors():
@@ -222,9 +222,9 @@ def causal(
     """Ablate the operation's top heads one by one (zeroed at the last position) and measure the
     model's few-shot accuracy, against random heads and a control operation. Writes
     causal_MODEL_OPERATION.csv and .png."""
-    from describer.analysis import Analyzer
-    from describer.jobs import tokenize_all
-    from describer.operations import select_operations
+    from describer.maps.analysis import Analyzer
+    from describer.maps.jobs import tokenize_all
+    from describer.maps.operations import select_operations
     from evaluation.causal import plot, run_causal, to_csv
 
     with _user_errors():

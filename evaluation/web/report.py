@@ -19,9 +19,9 @@ from pydantic import BaseModel
 
 from describer.errors import HeadmapsError
 from evaluation.ratings import RatingsReport, ratings_report
-from store.api import Store
+from store import Store
 from store.labels import CATEGORIES, CATEGORY_MEANINGS, RATING_LABELS, RATING_MEANINGS
-from store.models import HeadView, ModelSummary, RunOut
+from store.records import HeadView, ModelSummary, RunOut
 
 CORRELATION = "correlation"
 """``settings["experiment"]`` of an evaluate run whose ``counts`` hold a correlation table."""
@@ -86,7 +86,7 @@ def build_report(store: Store, model: str, *, resamples: int = 500) -> str:
     ratings: RatingsReport = ratings_report(store, model, resamples=resamples)
     env = jinja2.Environment(
         loader=jinja2.FunctionLoader(
-            lambda name: files("evaluation").joinpath("templates", name).read_text("utf-8")
+            lambda name: files("evaluation.web").joinpath("templates", name).read_text("utf-8")
         ),
         autoescape=True,
         undefined=jinja2.StrictUndefined,

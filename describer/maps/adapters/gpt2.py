@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
-from describer.adapters.base import Adapter, LayerWeights, Norm, layer_norm
+from describer.maps.adapters.base import Adapter, LayerWeights, Norm, layer_norm
 
 
 def _conv1d_heads(w: Tensor, n: int, hd: int) -> Tensor:

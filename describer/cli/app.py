@@ -136,8 +136,8 @@ def _score_table(title: str, rows: list[list[float]]) -> Table:
 @app.command()
 def models() -> None:
     """List model aliases, whether they are installed, and the supported architectures."""
-    from describer.adapters import supported_families
-    from describer.models import ALIASES, DEFAULT_MODEL
+    from describer.maps.adapters import supported_families
+    from describer.maps.loading import ALIASES, DEFAULT_MODEL
 
     table = Table(title="Model aliases")
     # Names and pip commands are meant to be copied: never cut or fold them (the pip commands
@@ -184,9 +184,9 @@ def analyze(
 ) -> None:
     """Salient operations of every head and the scores of the chosen operations, stored in the
     database (work already stored for this model and these settings is skipped)."""
-    from describer.jobs import analyze_model, pick_device
-    from describer.models import load_model, resolve
-    from describer.operations import select_operations
+    from describer.maps.jobs import analyze_model, pick_device
+    from describer.maps.loading import load_model, resolve
+    from describer.maps.operations import select_operations
 
     with _user_errors():
         ops = select_operations(operations)
@@ -198,10 +198,10 @@ def analyze(
 
             store = open_store(db)
             name = resolve(model).name
-            family = cli_store.stored_family(store, name)
+            family = store_cli.stored_family(store, name)
             if family is not None and json_path is None:
-                key = cli_store.settings_key(family, source, norms, top_tokens, top_mappings)
-                need_salient, todo = cli_store.pending_work(store, name, key, ops, k)
+                key = store_cli.settings_key(family, source, norms, top_tokens, top_mappings)
+                need_salient, todo = store_cli.pending_work(store, name, key, ops, k)
                 if not need_salient and not todo:
                     out.print(f"{name}: already stored for these settings ({key}); nothing to do")
                     return
@@ -210,9 +210,9 @@ def analyze(
             loaded = load_model(model, device=device)
             need_salient, todo = True, ops
             if store is not None:
-                key = cli_store.settings_key(loaded.family, source, norms, top_tokens, top_mappings)
+                key = store_cli.settings_key(loaded.family, source, norms, top_tokens, top_mappings)
                 if json_path is None:
-                    need_salient, todo = cli_store.pending_work(store, loaded.name, key, ops, k)
+                    need_salient, todo = store_cli.pending_work(store, loaded.name, key, ops, k)
                     todo = todo or ops  # salient mappings are computed along with some operation
             result = analyze_model(
                 model,
@@ -232,7 +232,7 @@ def analyze(
             _write_atomic(json_path, result.model_dump_json())
         stored = ""
         if store is not None:
-            analysis_id = cli_store.save_result(store, loaded, result, key, todo, k)
+            analysis_id = store_cli.save_result(store, loaded, result, key, todo, k)
             stored = f"; stored in {store.url} (analysis {analysis_id}, settings {key})"
             store.close()
         summary = Table(title=f"{result.model}: top heads per operation")
@@ -266,8 +266,8 @@ def score(
     top: Annotated[int, typer.Option(min=1, help="How many top heads to list.")] = 10,
 ) -> None:
     """Score every head on one operation: the layer×head table and the top heads."""
-    from describer.jobs import score_operation
-    from describer.operations import load_pairs_file, select_operations
+    from describer.maps.jobs import score_operation
+    from describer.maps.operations import load_pairs_file, select_operations
 
     with _user_errors():
         if (operation is None) == (pairs is None):
@@ -298,27 +298,9 @@ def score(
         )
 
 
-# The other command groups register themselves on ``app`` when imported: store (db, export,
-# import, show), describe, evaluate (experiments, scoring, ratings), report and review. Not
-# when this file runs as ``__main__`` (``python -m describer.cli``): they import
-# ``describer.cli``, a second copy of this module, which registers them itself (see the end).
-if __name__ != "__main__":
-    from describer import (  # noqa: F401
-        cli_describe,
-        cli_evaluate,
-        cli_report,
-        cli_review,
-        cli_store,
-    )
-
+# The other command groups register themselves on ``app`` when imported.
+from describer.cli import describe, evaluate, report, review  # noqa: E402, F401
+from describer.cli import store as store_cli  # noqa: E402
 
 def main() -> None:  # pragma: no cover
     app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    # Run as ``python -m describer.cli``: the importable ``describer.cli`` holds the ``app`` with
-    # every command group registered; run that one.
-    from describer.cli import main as _main
-
-    _main()

@@ -37,7 +37,7 @@ from sqlalchemy import and_, delete, func, select
 from sqlalchemy.orm import aliased
 
 from describer.errors import HeadmapsError
-from store import schema as S
+from store import tables as S
 from store.labels import CATEGORIES, RATING_LABELS
 from store.writes import bulk_insert
 
@@ -378,7 +378,7 @@ def _allowed(store: Store, ids: list[int] | None, filters: Filters) -> dict[int,
 
 def fulltext(store: Store, query: str, filters: Filters, limit: int) -> list[Hit]:
     f = filters
-    hits = store.search(
+    hits = store.fulltext(
         query,
         model=f.model,
         category=f.category,

@@ -28,8 +28,8 @@ from jaxtyping import Float, Int
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
-from describer.adapters.base import Adapter
-from describer.operations import TokenizedOperation
+from describer.maps.adapters.base import Adapter
+from describer.maps.operations import TokenizedOperation
 
 SourceKind = Literal["embed", "mlp0", "embed+mlp0"]
 Progress = Callable[[str, int, int], None]

@@ -12,8 +12,8 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from describer.cli import _user_errors, _warn, app, err, out
-from describer.cli_store import DbOpt
+from describer.cli.app import _user_errors, _warn, app, err, out
+from describer.cli.store import DbOpt
 from describer.errors import HeadmapsError
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ def serve(
     """Serve the review web app: models, heatmaps, heads, the review queue, search, /api/."""
     import uvicorn
 
-    from evaluation.search import warm_encoder
+    from evaluation.semantic import warm_encoder
     from evaluation.web import create_app
 
     with _user_errors():
@@ -80,8 +80,8 @@ def search(
     db: DbOpt = None,
 ) -> None:
     """Find heads by what their descriptions say (full text and sentence embeddings)."""
-    from evaluation.search import Filters
-    from evaluation.search import search as run_search
+    from evaluation.semantic import Filters
+    from evaluation.semantic import search as run_search
     from store import open_store
 
     with _user_errors():
@@ -194,7 +194,7 @@ def rate(
     from evaluation.web.queries import review_next, review_progress
     from store import open_store
     from store.labels import RATING_LABELS, RATING_MEANINGS
-    from store.models import RatingIn
+    from store.records import RatingIn
 
     keys = {str(i + 1): label for i, label in enumerate(RATING_LABELS)}
     legend = (

@@ -3,7 +3,7 @@
 For each layer and head this materialises the ``d×d`` matrix ``W_VO = W_V W_O``, maps every
 source token through it and multiplies by the whole unembedding. Nothing is shared between
 heads, nothing is streamed and nothing stops early. It exists to be obviously correct: the
-tests check ``describer.analysis.Analyzer`` against it, and ``benchmarks/bench_analyzer.py``
+tests check ``describer.maps.analysis.Analyzer`` against it, and ``benchmarks/bench_analyzer.py``
 times the two. It is far too slow to use on a real model.
 
 Conventions are the Analyzer's (see ``AnalysisSettings``): layer 0 reads the token
@@ -21,15 +21,15 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import Tensor
 
-from describer.adapters.base import Adapter
-from describer.analysis import (
+from describer.maps.adapters.base import Adapter
+from describer.maps.analysis import (
     AnalysisSettings,
     HeadSalient,
     MappedToken,
     OperationScores,
     SalientToken,
 )
-from describer.operations import TokenizedOperation
+from describer.maps.operations import TokenizedOperation
 
 Head = tuple[int, int]
 PAIRS_PER_BLOCK = 256

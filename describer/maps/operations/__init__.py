@@ -65,7 +65,7 @@ class Operation(BaseModel):
 @cache
 def builtin_operations() -> dict[str, Operation]:
     """The 20 operations shipped with headmaps, by name."""
-    folder = files("describer.operations").joinpath("data")
+    folder = files("describer.maps.operations").joinpath("data")
     ops = {}
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".json"):

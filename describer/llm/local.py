@@ -1,7 +1,7 @@
 """The offline default LLM: Qwen2.5-Coder-0.5B-Instruct behind ``transformers serve`` on loopback.
 
 headmaps starts the server itself on a free port, pointed at the dequantised local copy of the
-model (``describer.models`` builds it from the PyPI chunk packages once), waits until it
+model (``describer.maps.loading`` builds it from the PyPI chunk packages once), waits until it
 answers, and stops it when the run ends. Everything else talks to it through the same OpenAI
 client as to any other endpoint. (``transformers serve`` cannot load the GGUF by name in 5.23:
 its config has no ``architectures``; the dequantised directory loads fine.)
@@ -35,7 +35,7 @@ WEAK_MODEL_NOTE = (
 
 def local_model_dir() -> Path:
     """The dequantised transformers directory of the local model, built on first use."""
-    from describer.models import ALIASES, _convert_gguf, converted_dir, materialise_alias
+    from describer.maps.loading import ALIASES, _convert_gguf, converted_dir, materialise_alias
 
     alias = ALIASES[LOCAL_MODEL]
     if not alias.converted():
@@ -116,7 +116,7 @@ def _log_tail(path: Path, lines: int = 3) -> str:
 @contextlib.contextmanager
 def serve_local(model_dir: Path | None = None, startup_timeout_s: float = 300.0) -> Iterator[LocalServer]:
     """Start ``transformers serve`` on a free loopback port, yield it when ready, stop it after."""
-    from describer.models import cache_dir
+    from describer.maps.loading import cache_dir
 
     model_dir = model_dir or local_model_dir()
     port = free_port()

@@ -197,7 +197,7 @@ class LoadedModel:
 
     @cached_property
     def adapter(self):  # noqa: ANN201  (Adapter; imported lazily to keep startup light)
-        from describer.adapters import adapter_for
+        from describer.maps.adapters import adapter_for
 
         return adapter_for(self.model)
 
@@ -224,7 +224,7 @@ def _load_pretrained(source: str, device: str, **kwargs: object) -> tuple[object
 
 def _convert_gguf(path: Path, digest: str) -> Path:
     """Dequantise a GGUF once and save it as a plain checkpoint; return its directory."""
-    from describer.adapters import adapter_for
+    from describer.maps.adapters import adapter_for
 
     out = converted_dir(digest)
     if (out / _COMPLETE).exists():
@@ -305,7 +305,7 @@ def load_model(spec: str | ModelSpec | None, device: str = "cpu") -> LoadedModel
 
 
 def _checked(loaded: LoadedModel) -> LoadedModel:
-    from describer.adapters import UnsupportedArchitecture
+    from describer.maps.adapters import UnsupportedArchitecture
 
     try:
         loaded.adapter  # noqa: B018  (resolve the adapter now so bad families fail early)

@@ -1,6 +1,6 @@
 """Pydantic schemas at the store's boundary: what goes in and what comes out.
 
-The analysis inputs mirror ``describer.analysis`` field for field, so
+The analysis inputs mirror ``describer.maps.analysis`` field for field, so
 ``AnalysisIn.model_validate(result.model_dump())`` converts an ``AnalysisResult`` without the
 store importing torch.
 """

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
-from describer.adapters.base import (
+from describer.maps.adapters.base import (
     Adapter,
     LayerWeights,
     Norm,

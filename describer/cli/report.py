@@ -1,7 +1,7 @@
 """``headmaps evaluate descriptions``, ``headmaps evaluate ratings`` and ``headmaps report``.
 
 Registered on ``describer.cli.app`` (the first two on its ``evaluate`` group from
-``describer.cli_evaluate``) by one import in ``describer.cli``."""
+``describer.cli.evaluate``) by one import in ``describer.cli``."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from describer.cli import ModelArg, _user_errors, _warn, app, out
-from describer.cli_describe import BaseUrlOpt, ConcurrencyOpt, LlmModelOpt, connect_llm
-from describer.cli_evaluate import evaluate_app
-from describer.cli_store import DbOpt
+from describer.cli.app import ModelArg, _user_errors, _warn, app, out
+from describer.cli.describe import BaseUrlOpt, ConcurrencyOpt, LlmModelOpt, connect_llm
+from describer.cli.evaluate import evaluate_app
+from describer.cli.store import DbOpt
 from describer.errors import HeadmapsError
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 def stored_model(store: Store, model: str | None) -> str:
     """The stored name for MODEL: as given when stored, else the name ``analyze`` gives it (a
     path or alias); without MODEL the only stored model, else the default model."""
-    from describer.models import DEFAULT_MODEL, resolve
+    from describer.maps.loading import DEFAULT_MODEL, resolve
 
     names = [m.name for m in store.list_models()]
     if model is None:
@@ -63,8 +63,8 @@ def evaluate_descriptions(
     """Score the model's descriptions automatically and store the scores: simulation (can an
     LLM predict the head's mappings from the description?) and operation agreement (does
     the description name the operation the head scores high on? precision and recall)."""
-    from describer.llm import ResponseCache
-    from describer.models import cache_dir
+    from describer.llm.client import ResponseCache
+    from describer.maps.loading import cache_dir
     from evaluation.scoring import SCORING_PARAMS, Asker, Scorer, ScoringSettings
     from store import open_store
 
@@ -213,7 +213,7 @@ def report(
 ) -> None:
     """One self-contained HTML page for a model: operation heatmaps, the correlation table,
     and every head's mappings, descriptions, scores and ratings, searchable in the page."""
-    from evaluation.report import write_report
+    from evaluation.web.report import write_report
     from store import open_store
 
     with _user_errors():

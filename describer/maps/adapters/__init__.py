@@ -1,7 +1,7 @@
 """Per-architecture views of a model's weights, registered by ``config.model_type``."""
 
-from describer.adapters import gemma, gpt2, llama, neox, phi3  # noqa: F401  (registration)
-from describer.adapters.base import (
+from describer.maps.adapters import gemma, gpt2, llama, neox, phi3  # noqa: F401  (registration)
+from describer.maps.adapters.base import (
     Adapter,
     LayerWeights,
     Norm,

@@ -2,7 +2,7 @@
 
 ``LLMBackend`` is the one interface (``complete`` and ``preflight``); ``OpenAIBackend`` speaks
 the OpenAI chat-completions API through the ``openai`` SDK to OpenAI itself, vLLM, Ollama,
-llama.cpp's server or ``transformers serve`` (the offline default, see ``describer.offline``).
+llama.cpp's server or ``transformers serve`` (the offline default, see ``describer.llm.local``).
 Tests fake the HTTP layer by handing the backend an ``httpx2`` client with a mock transport.
 
 ``Describer`` turns one rendered prompt into a ``DescribeResult``: structured output where the
@@ -30,7 +30,7 @@ import openai
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from describer.errors import HeadmapsError
-from describer.schema import HeadDescription, response_json_schema
+from describer.llm.answer import HeadDescription, response_json_schema
 
 API_KEY_ENVS = ("HEADMAPS_LLM_API_KEY", "OPENAI_API_KEY")
 """Where the API key is read from, first match wins. It is never stored."""
@@ -445,7 +445,7 @@ class Describer(CachedCaller):
     async def describe(self, prompt: str) -> DescribeResult:
         """Ask once; on an unusable answer ask once more: with the problem stated, or, when the
         answer was cut off at the length limit, afresh asking for a shorter one."""
-        from describer.schema import CATEGORIES
+        from describer.llm.answer import CATEGORIES
 
         messages: Messages = [{"role": "user", "content": prompt}]
         first, calls = await self.complete(messages)

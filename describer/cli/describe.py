@@ -21,11 +21,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from describer.cli import DeviceOpt, ModelArg, _progress, _user_errors, _warn, app, err, out
-from describer.cli_store import DbOpt
+from describer.cli.app import DeviceOpt, ModelArg, _progress, _user_errors, _warn, app, err, out
+from describer.cli.store import DbOpt
 
 if TYPE_CHECKING:
-    from describer.llm import OpenAIBackend
+    from describer.llm.client import OpenAIBackend
     from describer.pipeline import DescribeJob, Endpoint, RunStats
 
 
@@ -55,8 +55,8 @@ ConcurrencyOpt = Annotated[
 def connect_llm(base_url: str | None, llm_model: str | None) -> Iterator[tuple[Endpoint, OpenAIBackend]]:
     """The endpoint (the local server started and stopped around the block when none is given)
     and a client for it; says so when the answers will come from the weak local model."""
-    from describer.llm import OpenAIBackend, api_key_from_env
-    from describer.offline import WEAK_MODEL_NOTE
+    from describer.llm.client import OpenAIBackend, api_key_from_env
+    from describer.llm.local import WEAK_MODEL_NOTE
     from describer.pipeline import open_endpoint
 
     with open_endpoint(base_url, llm_model) as endpoint:
@@ -99,9 +99,9 @@ def describe(
 
     Runs the analysis first if the store lacks it; resumable: re-running does only what is missing."""
     import prompts
-    from describer.llm import Describer, ResponseCache
-    from describer.models import cache_dir, resolve
-    from describer.offline import WEAK_MODEL_NOTE
+    from describer.llm.client import Describer, ResponseCache
+    from describer.maps.loading import cache_dir, resolve
+    from describer.llm.local import WEAK_MODEL_NOTE
     from describer.pipeline import DescribeJob, default_params, ensure_analysis, parse_heads
     from store import open_store
 

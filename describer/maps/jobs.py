@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel
 
-from describer.analysis import (
+from describer.maps.analysis import (
     AnalysisSettings,
     Analyzer,
     HeadSalient,
@@ -19,8 +19,8 @@ from describer.analysis import (
     default_settings,
 )
 from describer.errors import HeadmapsError
-from describer.models import LoadedModel, load_model
-from describer.operations import Operation, TokenizedOperation, tokenize
+from describer.maps.loading import LoadedModel, load_model
+from describer.maps.operations import Operation, TokenizedOperation, tokenize
 
 Warn = Callable[[str], None]
 
@@ -132,9 +132,9 @@ def score_operation(
     return loaded.name, scores
 
 
-def model_info(loaded: LoadedModel):  # noqa: ANN201  (store.models.ModelInfo)
+def model_info(loaded: LoadedModel):  # noqa: ANN201  (store.records.ModelInfo)
     """What the store records about a loaded model: its name, source, hash and shapes."""
-    from store.models import ModelInfo
+    from store.records import ModelInfo
 
     a = loaded.adapter
     return ModelInfo(

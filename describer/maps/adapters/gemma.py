@@ -13,8 +13,8 @@ import math
 
 from torch import nn
 
-from describer.adapters.base import Norm, rms_norm
-from describer.adapters.llama import LlamaAdapter
+from describer.maps.adapters.base import Norm, rms_norm
+from describer.maps.adapters.llama import LlamaAdapter
 
 
 class GemmaAdapter(LlamaAdapter):

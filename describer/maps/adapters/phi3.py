@@ -9,8 +9,8 @@
 
 from __future__ import annotations
 
-from describer.adapters.base import LayerWeights, rms_norm, split_bias, split_heads_in_out, split_out_proj
-from describer.adapters.llama import LlamaAdapter
+from describer.maps.adapters.base import LayerWeights, rms_norm, split_bias, split_heads_in_out, split_out_proj
+from describer.maps.adapters.llama import LlamaAdapter
 
 
 class Phi3Adapter(LlamaAdapter):

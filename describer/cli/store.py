@@ -13,13 +13,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from describer.cli import _user_errors, _write_atomic, app, out
+from describer.cli.app import _user_errors, _write_atomic, app, out
 from describer.errors import HeadmapsError
 
 if TYPE_CHECKING:
-    from describer.jobs import AnalysisResult
-    from describer.models import LoadedModel
-    from describer.operations import Operation
+    from describer.maps.jobs import AnalysisResult
+    from describer.maps.loading import LoadedModel
+    from describer.maps.operations import Operation
     from store import Store
 
 DbOpt = Annotated[
@@ -42,7 +42,7 @@ def settings_key(
     family: str, source: str | None, norms: bool | None, top_tokens: int, top_mappings: int
 ) -> str:
     """The store key of the analysis settings ``analyze`` would use for a model of ``family``."""
-    from describer.analysis import default_settings
+    from describer.maps.analysis import default_settings
 
     settings = default_settings(family, top_tokens=top_tokens, top_mappings=top_mappings)
     update = {k: v for k, v in (("source", source), ("norms", norms)) if v is not None}
@@ -75,8 +75,8 @@ def save_result(
     operations: Sequence[Operation],
     k: int | None,
 ) -> int:
-    from describer.jobs import model_info
-    from store.models import AnalysisIn, OperationIn
+    from describer.maps.jobs import model_info
+    from store.records import AnalysisIn, OperationIn
 
     settings = {name: value for name, value in result.settings.items() if name != "device"}
     definitions = [
@@ -223,7 +223,7 @@ def show(
     db: DbOpt = None,
 ) -> None:
     """A head's salient mappings, operation scores, descriptions and ratings."""
-    from describer.models import DEFAULT_MODEL
+    from describer.maps.loading import DEFAULT_MODEL
     from store import open_store
 
     with _user_errors():
@@ -243,7 +243,7 @@ def show(
         _print_head(view)
 
 
-def _print_head(view) -> None:  # noqa: ANN001  (store.models.HeadView)
+def _print_head(view) -> None:  # noqa: ANN001  (store.records.HeadView)
     out.print(f"[bold]{escape(view.model)} head {view.layer}.{view.head}[/]", soft_wrap=True)
     if view.settings is not None:
         shown = {k: view.settings[k] for k in ("source", "norms") if k in view.settings}

@@ -1,0 +1,3 @@
+from describer.cli.app import main
+
+main()
