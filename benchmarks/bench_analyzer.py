@@ -30,10 +30,11 @@ import warnings
 
 import torch
 
-from describer.maps.analysis import AnalysisSettings, Analyzer, default_settings
 from describer.errors import HeadmapsError
+from describer.maps.analyzer import Analyzer
 from describer.maps.operations import builtin_operations, tokenize
 from describer.maps.reference import ReferenceModel, all_heads, reference_operation_scores, reference_salient
+from describer.maps.settings import AnalysisSettings, default_settings
 
 
 def gpt2_small_random(seed: int) -> tuple[object, object]:

@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import prompts  # noqa: E402
-from describer.llm.client import Describer, GenerationParams, OpenAIBackend, ResponseCache  # noqa: E402
+from describer.llm import Describer, GenerationParams, OpenAIBackend, ResponseCache  # noqa: E402
 from describer.pipeline import DescribeJob  # noqa: E402
 from store import open_store  # noqa: E402
 from store.records import AnalysisIn, ModelInfo  # noqa: E402

@@ -23,9 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
-from store import open_store  # noqa: E402
+from store import open_store, utcnow  # noqa: E402
 from store import tables as S  # noqa: E402
-from store.api import utcnow  # noqa: E402
 from store.records import (  # noqa: E402
     AnalysisIn,
     HeadSalientIn,
@@ -271,16 +270,16 @@ def main() -> None:
         rng = random.Random(2)
         # One or two words, from the most frequent (matching a third of all descriptions) to rare.
         queries = [" ".join(rng.sample(vocab[:400], rng.choice((1, 2)))) for _ in range(args.queries)]
-        store.fulltext(queries[0])  # warm the page cache
+        store.search(queries[0])  # warm the page cache
         fts = []
         for q in queries:
             start = time.perf_counter()
-            store.fulltext(q, limit=20)
+            store.search(q, limit=20)
             fts.append(time.perf_counter() - start)
         filtered = []
         for q in queries:
             start = time.perf_counter()
-            store.fulltext(q, model=info.name, layer_min=1, layer_max=args.layers - 2, limit=20)
+            store.search(q, model=info.name, layer_min=1, layer_max=args.layers - 2, limit=20)
             filtered.append(time.perf_counter() - start)
         like = []
         with store.engine.connect() as conn:

@@ -33,11 +33,10 @@ from fastapi.testclient import TestClient  # noqa: E402
 from sqlalchemy import func, select, text  # noqa: E402
 
 from benchmarks.bench_store import synthetic, vocabulary  # noqa: E402
-from evaluation import semantic  # noqa: E402
+from evaluation import embeddings  # noqa: E402
 from evaluation.web import create_app  # noqa: E402
-from store import open_store  # noqa: E402
+from store import open_store, utcnow  # noqa: E402
 from store import tables as S  # noqa: E402
-from store.api import utcnow  # noqa: E402
 from store.labels import CATEGORIES, RATING_LABELS  # noqa: E402
 from store.writes import bulk_insert  # noqa: E402
 
@@ -223,7 +222,7 @@ def naive_grid(store, model: str, operation: str) -> int:  # noqa: ANN001
 
 
 def naive_semantic(store, query_vector: np.ndarray, limit: int = 20) -> list[int]:  # noqa: ANN001
-    pairs = store.embeddings(semantic.ENCODER)
+    pairs = store.embeddings(embeddings.ENCODER)
     ids = np.array([i for i, _ in pairs])
     matrix = np.frombuffer(b"".join(v for _, v in pairs), dtype="<f4").reshape(len(pairs), -1)
     matrix = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
@@ -245,7 +244,7 @@ def main() -> None:
         store.save_analysis(info, data, settings_key="bench", operations=defs)
         fill(store, args.descriptions)
         start = time.perf_counter()
-        embedded = semantic.embed_missing(store)
+        embedded = embeddings.embed_missing(store)
         with store.read() as session:
             unique = session.scalar(
                 select(func.count(func.distinct(S.Description.pattern + S.Description.inputs)))
@@ -345,8 +344,8 @@ def main() -> None:
                 ).raise_for_status(),
                 sentences,
             )
-            encode = timed(lambda w: semantic.encode([w]), sentences)
-            naive = timed(lambda v: naive_semantic(store, v), semantic.encode(sentences[:10]))
+            encode = timed(lambda w: embeddings.encode([w]), sentences)
+            naive = timed(lambda v: naive_semantic(store, v), embeddings.encode(sentences[:10]))
             print(
                 f"search, hybrid: p95 {ms(p95(results['hybrid']))} (target <= 150 ms), median {ms(statistics.median(results['hybrid']))}; "
                 f"semantic only p95 {ms(p95(results['semantic']))}; hybrid with layer+category filters p95 {ms(p95(filtered))}"

@@ -22,9 +22,10 @@ import time
 
 import torch
 
-from describer.maps.analysis import AnalysisSettings, Analyzer
+from describer.maps.analyzer import Analyzer
 from describer.maps.loading import load_model
 from describer.maps.operations import builtin_operations, single_token, tokenize
+from describer.maps.settings import AnalysisSettings
 
 CANDIDATES = [
     AnalysisSettings(source=s, norms=n)

@@ -13,22 +13,30 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel
 
+from describer.analyze import ensure_analysis
 from describer.errors import HeadmapsError
-from describer.llm.client import Describer, DescribeResult, GenerationParams, describe_error, estimated_cost, fatal
+from describer.llm import (
+    Describer,
+    DescribeResult,
+    Endpoint,
+    LLMBackend,
+    ResponseCache,
+    default_params,
+    describe_error,
+    estimated_cost,
+    fatal,
+)
 from prompts import Template
+from store import Store
 from store.labels import CATEGORY_MEANINGS
-
-if TYPE_CHECKING:
-    from describer.maps.jobs import AnalysisResult
-    from describer.maps.loading import LoadedModel
-    from store import Store
-    from store.records import HeadView
+from store.records import DescriptionIn, HeadView
 
 Warn = Callable[[str], None]
 TOP_OPERATIONS = 5
@@ -146,52 +154,6 @@ def evidence(
         ],
         "categories": dict(CATEGORY_MEANINGS),
     }
-
-
-# --- the analysis, when the store lacks it ---------------------------------------------------------
-
-
-def store_analysis(store: Store, loaded: LoadedModel, result: AnalysisResult) -> int:
-    """Save an ``analyze_model`` result with its model and operation definitions."""
-    from describer.maps.analysis import AnalysisSettings
-    from describer.maps.jobs import model_info
-    from describer.maps.operations import builtin_operations
-    from store.records import OperationIn
-
-    info = model_info(loaded)
-    settings = AnalysisSettings(
-        **{k: v for k, v in result.settings.items() if k in AnalysisSettings.model_fields}
-    )
-    builtins = builtin_operations()
-    operations = [
-        OperationIn(name=n, category=builtins[n].category, pairs=list(builtins[n].pairs))
-        for n in result.operations
-        if n in builtins
-    ]
-    return store.save_analysis(info, result, settings_key=settings.key(), operations=operations)
-
-
-def ensure_analysis(
-    store: Store, model: str | None, *, device: str = "auto", progress: Any = None, warn: Warn = print
-) -> str:
-    """The stored model name, analysing and storing the model first if the store lacks it."""
-    from describer.maps.loading import resolve
-
-    name = resolve(model).name
-    with contextlib.suppress(HeadmapsError):
-        summary = store.get_model(name)
-        if summary.heads >= summary.n_layers * summary.n_heads:
-            return name
-    from describer.maps.jobs import analyze_model, pick_device
-    from describer.maps.loading import load_model
-    from describer.maps.operations import builtin_operations
-
-    loaded = load_model(model, device=pick_device(device))
-    result = analyze_model(
-        model, list(builtin_operations().values()), device=device, progress=progress, warn=warn, loaded=loaded
-    )
-    store_analysis(store, loaded, result)
-    return name
 
 
 # --- describing ------------------------------------------------------------------------------------
@@ -331,8 +293,6 @@ class DescribeJob:
         rendered: Any,
         result: DescribeResult,
     ) -> None:
-        from store.records import DescriptionIn
-
         d = result.description
         self.store.add_description(
             DescriptionIn(
@@ -376,50 +336,51 @@ class DescribeJob:
         )
 
 
-# --- endpoints -------------------------------------------------------------------------------------
+def describe_model(
+    store: Store,
+    model: str | None,
+    template: Template,
+    endpoint: Endpoint,
+    backend: LLMBackend,
+    *,
+    cache: ResponseCache | None = None,
+    heads: list[tuple[int, int]] | None = None,
+    limit: int | None = None,
+    concurrency: int | None = None,
+    device: str = "auto",
+    analysis_progress: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
+    describe_progress: Callable[[], AbstractContextManager[ProgressFn | None]] = contextlib.nullcontext,
+    warn: Warn = print,
+) -> tuple[DescribeJob, RunStats]:
+    """The main job: check the endpoint, analyse the model if the store lacks it, then describe
+    the missing heads. ``analysis_progress`` and ``describe_progress`` open the progress display
+    of each stage (they yield the stage's progress callback)."""
+    describer = Describer(
+        backend,
+        params=default_params(endpoint.local),
+        concurrency=concurrency or endpoint.default_concurrency,
+        cache=cache,
+        model_label=endpoint.label,
+    )
 
+    async def main() -> tuple[DescribeJob, RunStats]:
+        try:
+            await backend.preflight()  # before any analysis work
+            with analysis_progress() as progress:
+                name = ensure_analysis(store, model, device=device, progress=progress, warn=warn)
+            job = DescribeJob(
+                store,
+                name,
+                template,
+                describer,
+                endpoint.host,
+                heads=heads,
+                limit=limit,
+                local=endpoint.local,
+            )
+            with describe_progress() as report:
+                return job, await job.run(report)
+        finally:
+            await backend.aclose()
 
-@dataclass
-class Endpoint:
-    """Where the LLM is: a base URL and the model name requests carry, plus what is recorded."""
-
-    base_url: str
-    request_model: str
-    label: str
-    """The LLM model name stored with descriptions and used in cache keys."""
-    host: str
-    local: bool = False
-
-    @property
-    def default_concurrency(self) -> int:
-        """Requests in flight when ``--concurrency`` is not given: the local CPU server gains
-        nothing from parallel requests (measured), a remote endpoint does."""
-        return 1 if self.local else 8
-
-
-@contextlib.contextmanager
-def open_endpoint(base_url: str | None, llm_model: str | None) -> Iterator[Endpoint]:
-    """The configured endpoint, or the local default server started for the duration."""
-    from describer.llm.client import host_of
-    from describer.llm.local import LOCAL_MODEL, serve_local
-
-    if base_url:
-        if not llm_model:
-            raise HeadmapsError("--base-url needs --llm-model (the model name the endpoint serves)")
-        yield Endpoint(base_url, llm_model, llm_model, host_of(base_url))
-        return
-    if llm_model and llm_model != LOCAL_MODEL:
-        raise HeadmapsError(
-            f"--llm-model {llm_model} needs --base-url (without one headmaps runs the local {LOCAL_MODEL})"
-        )
-    with serve_local() as server:
-        yield Endpoint(
-            server.base_url, server.model_path, LOCAL_MODEL, "local:transformers-serve", local=True
-        )
-
-
-def default_params(local: bool) -> GenerationParams:
-    # transformers serve ignores response_format, so the local model answers in text. Its usable
-    # answers are 100-180 tokens; the longer ones are token lists running on, and each token
-    # costs a quarter of a second on 2 cores.
-    return GenerationParams(temperature=0.0, max_tokens=300 if not local else 180, structured=not local)
+    return asyncio.run(main())

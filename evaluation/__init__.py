@@ -1,1 +1,1 @@
-"""headmaps evaluation package (built in later issues)."""
+"""Experiments on heads (correlation, causal), description scoring, agreement, search, the review web app."""

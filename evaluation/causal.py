@@ -178,10 +178,10 @@ def to_csv(result: CausalResult) -> str:
 
 
 def plot(result: CausalResult, path: Path) -> None:
-    import matplotlib
+    import matplotlib  # only the plot needs it, and it takes a second to import
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after choosing the non-interactive backend
 
     m = [p.m for p in result.points]
     fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=100)

@@ -37,8 +37,10 @@ from pydantic import BaseModel
 from torch import Tensor
 
 from describer.maps.adapters.base import Adapter
-from describer.maps.analysis import AnalysisSettings, Analyzer, OperationScores
+from describer.maps.analyzer import Analyzer
 from describer.maps.operations import TokenizedOperation
+from describer.maps.results import OperationScores
+from describer.maps.settings import AnalysisSettings
 from evaluation.hooks import head_hooks, run_captured
 
 Progress = Callable[[str, int, int], None]

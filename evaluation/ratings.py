@@ -13,8 +13,8 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from evaluation.agreement import agreement, bootstrap, krippendorff_alpha
-from store import tables as S
 from store import Store
+from store import tables as S
 from store.labels import RATING_LABELS
 
 

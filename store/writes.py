@@ -1,4 +1,5 @@
-"""Writing a whole analysis fast: validated first, then one transaction of bulk inserts.
+"""Writing a whole analysis fast: validated first, then one transaction of bulk inserts; and
+the get-or-create of a model with its heads, which every analysis write and import starts with.
 
 Rows go in through the driver's ``executemany`` with positional tuples; on SQLite that writes
 the 550,000 rows of a 5,000-head analysis in a few seconds (``benchmarks/bench_store.py``),
@@ -8,16 +9,14 @@ where building ORM objects takes many times longer.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Table, func, select
+from sqlalchemy import Connection, Table, func, insert, select
+from sqlalchemy.orm import Session
 
 from describer.errors import HeadmapsError
 from store import tables as S
+from store.base import StoreBase, operation_hash, utcnow
 from store.records import AnalysisIn, ModelInfo, OperationIn
-
-if TYPE_CHECKING:
-    from store.api import Store
 
 
 def bulk_insert(conn: Connection, table: Table, columns: Sequence[str], rows: list[tuple]) -> None:
@@ -31,6 +30,34 @@ def bulk_insert(conn: Connection, table: Table, columns: Sequence[str], rows: li
         f"VALUES ({', '.join([mark] * len(columns))})"
     )
     conn.exec_driver_sql(sql, rows)
+
+
+def ensure_model(session: Session, info: ModelInfo) -> S.Model:
+    """The stored model named ``info.name``, created with its heads when missing; refuses a
+    different model stored under that name. Callers hold ``StoreBase._lock``."""
+    model = session.scalar(select(S.Model).where(S.Model.name == info.name))
+    if model is not None:
+        shape = ("n_layers", "n_heads", "n_kv_heads", "d_model", "vocab_size")
+        if any(getattr(model, f) != getattr(info, f) for f in shape) or (
+            model.content_hash and info.content_hash and model.content_hash != info.content_hash
+        ):
+            raise HeadmapsError(
+                f"a different model named {info.name!r} is already stored (other weights or shape); "
+                "give this one another name or use another database"
+            )
+        return model
+    model = S.Model(**info.model_dump(), created_at=utcnow())
+    session.add(model)
+    session.flush()
+    session.execute(
+        insert(S.Head),
+        [
+            {"model_id": model.id, "layer": layer, "index": head}
+            for layer in range(info.n_layers)
+            for head in range(info.n_heads)
+        ],
+    )
+    return model
 
 
 def validate(info: ModelInfo, data: AnalysisIn) -> None:
@@ -59,20 +86,19 @@ def validate(info: ModelInfo, data: AnalysisIn) -> None:
 
 
 def save_analysis(
-    store: Store,
+    store: StoreBase,
     info: ModelInfo,
     data: AnalysisIn,
     settings_key: str,
     operations: Sequence[OperationIn],
     default_k: bool,
 ) -> int:
-    from store.api import operation_hash, utcnow
-
+    """``Store.save_analysis``: validate, then write everything missing in one transaction."""
     validate(info, data)
     definitions = {op.name: op for op in operations}
     with store.write() as session:
         store._lock(session)
-        model = store._ensure_model(session, info)
+        model = ensure_model(session, info)
         head_ids = {
             (layer, index): hid
             for hid, layer, index in session.execute(

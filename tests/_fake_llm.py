@@ -8,7 +8,6 @@ subprocess tests and the benchmark.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import time
@@ -16,29 +15,10 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-CATEGORIES = (
-    "knowledge_recalling",
-    "in_context_identification",
-    "latent_reasoning",
-    "expression_preparation",
-    "unclear",
-)
+from describer.llm.fake import default_answer
 
-
-def answer_for(prompt: str) -> str:
-    """A valid description, chosen deterministically by the prompt."""
-    digest = int(hashlib.sha256(prompt.encode()).hexdigest(), 16)
-    category = CATEGORIES[digest % len(CATEGORIES)]
-    return json.dumps(
-        {
-            "reasoning": "The outputs repeat the inputs.",
-            "inputs": "Common English words.",
-            "pattern": "Unclear" if category == "unclear" else "Each word maps to itself.",
-            "unclear": category == "unclear",
-            "category": category,
-            "tags": ["copying"],
-        }
-    )
+answer_for = default_answer
+"""A valid description, chosen deterministically by the prompt (the fake backend's answer)."""
 
 
 def completion_body(

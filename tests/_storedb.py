@@ -1,5 +1,5 @@
 """Store test helpers: a database URL per test on SQLite and, when ``HEADMAPS_TEST_POSTGRES_URL``
-is set, on PostgreSQL (a fresh schema per test); synthetic analyses and descriptions."""
+is set, on PostgreSQL (a fresh schema per test); synthetic analyses and descriptions; row counts."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
+from store import tables as S
 from store.records import (
     AnalysisIn,
     DescriptionIn,
@@ -138,3 +140,12 @@ def description(model: str = "tiny", layer: int = 0, head: int = 0, **overrides:
         "latency_s": 0.5,
     }
     return DescriptionIn(**(fields | overrides))
+
+
+def counts(store) -> dict[str, int]:  # noqa: ANN001
+    with store.read() as session:
+        return {
+            t.__tablename__: session.scalar(select(func.count()).select_from(t))
+            for t in (S.Model, S.Head, S.Analysis, S.SalientToken, S.MappedToken, S.OperationScore,
+                      S.Operation, S.Description, S.Rating, S.Run, S.DescriptionScore)
+        }  # fmt: skip

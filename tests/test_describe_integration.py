@@ -214,8 +214,8 @@ def test_kill_9_loses_nothing_finished_and_the_rerun_does_only_the_rest(
 def real_cache_with_local_model(tmp_path: Path) -> Path:
     """A fresh cache directory (so the response cache is empty) that links to the converted
     local model of the real cache (converted once, about a minute, if it is not there yet)."""
-    from describer.maps.loading import ALIASES, converted_dir
     from describer.llm.local import LOCAL_MODEL, local_model_dir
+    from describer.maps.loading import ALIASES, converted_dir
 
     local_model_dir()  # convert into the real cache if needed
     real = converted_dir(ALIASES[LOCAL_MODEL].sha256)

@@ -21,15 +21,15 @@ from transformers.pytorch_utils import Conv1D
 from typer.testing import CliRunner
 
 from describer import cli
-from describer.maps.analysis import AnalysisSettings
 from describer.maps.loading import load_model
 from describer.maps.operations import builtin_operations, single_token, tokenize
+from describer.maps.settings import AnalysisSettings
 from evaluation.causal import fewshot_prompts, run_causal
 from evaluation.correlation import TEMPLATES, correlation_row, pearson, run_correlation, template_ids
 from evaluation.hooks import head_contributions, head_hooks, run_captured
+from tests._fidelity import FAMILIES, VOCAB, assert_close, build, proj_rows
 from tests._real import real_model
 from tests.conftest import build_word_tokenizer, letter_words
-from tests.test_adapter_fidelity import FAMILIES, VOCAB, assert_close, build, proj_rows
 
 runner = CliRunner()
 SEQ = 7
@@ -169,7 +169,7 @@ def test_pearson() -> None:
 
 
 def test_constant_scores_give_null_r() -> None:
-    from describer.maps.analysis import OperationScores
+    from describer.maps.results import OperationScores
     from evaluation.correlation import Dynamic
 
     static = OperationScores(
@@ -358,7 +358,7 @@ def test_real_gemma_hooks_and_correlation() -> None:
     v = lw.attn_norm(x[0, 4]) @ lw.W_V[a.kv_head(2)]
     assert_close(cap.z[L][0, 2], v, "gemma forced z")
     op = tokenize(builtin_operations()["country_to_capital"], loaded.tokenizer, a.vocab_size)
-    from describer.maps.analysis import default_settings
+    from describer.maps.settings import default_settings
 
     result, _, _ = run_correlation(loaded, [op], default_settings(loaded.family), max_pairs=8)
     (row,) = result.rows

@@ -11,7 +11,7 @@ import httpx2
 import pytest
 
 from describer.errors import HeadmapsError
-from describer.llm.client import (
+from describer.llm import (
     Describer,
     GenerationParams,
     LLMError,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "describer" / "operations" / "data"
+DATA_DIR = Path(__file__).resolve().parent.parent / "describer" / "maps" / "operations" / "data"
 
 EXPECTED = {
     "general_copying": "algorithmic",

@@ -13,9 +13,10 @@ import httpx2
 import pytest
 
 import prompts
+from describer.analyze import ensure_analysis
 from describer.errors import HeadmapsError
-from describer.llm.client import Describer, GenerationParams, OpenAIBackend, ResponseCache, RetryPolicy
-from describer.pipeline import DescribeJob, ensure_analysis, evidence, parse_heads, select_heads
+from describer.llm import Describer, GenerationParams, OpenAIBackend, ResponseCache, RetryPolicy
+from describer.pipeline import DescribeJob, evidence, parse_heads, select_heads
 from store import open_store
 from tests._fake_llm import answer_for, completion_body, mock_client
 from tests._tiny import build_bpe_tokenizer, builtin_words, save_tiny_llama
@@ -255,3 +256,25 @@ def test_api_key_never_reaches_the_database(store, analysed, tmp_path: Path) -> 
     cache.close()
     for path in tmp_path.glob("*.sqlite*"):
         assert SECRET.encode() not in path.read_bytes(), path
+
+
+# --- the main job with a backend chosen by name ------------------------------------------------------
+
+
+def test_describe_model_with_the_fake_backend_describes_every_head_then_nothing(store, analysed) -> None:  # noqa: ANN001
+    from describer.llm import connect
+    from describer.pipeline import describe_model
+
+    db, name = analysed
+    model_dir = str(db.parent / "tiny-llama")  # the stored analysis is found: nothing is analysed
+    template = prompts.load("salient_evidence")
+    with connect(None, None, backend="fake") as (endpoint, backend):
+        job, stats = describe_model(store, model_dir, template, endpoint, backend, heads=[(0, 1), (1, 3)])
+    assert (stats.total, stats.done, stats.errors) == (2, 2, 0)
+    assert len(backend.history) == stats.llm_calls >= 2
+    assert job.summary(stats).described == 2
+    described = store.described_heads(name, template.sha256, endpoint.label, include_failed=True)
+    assert set(described) == {(0, 1), (1, 3)}
+    with connect(None, None, backend="fake") as (endpoint, backend):
+        _, again = describe_model(store, model_dir, template, endpoint, backend, heads=[(0, 1), (1, 3)])
+    assert (again.total, again.llm_calls, backend.history) == (0, 0, [])

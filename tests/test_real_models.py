@@ -10,8 +10,9 @@ import sys
 import pytest
 
 from describer.maps import loading as models
-from describer.maps.analysis import AnalysisSettings, Analyzer, default_settings
+from describer.maps.analyzer import Analyzer
 from describer.maps.operations import builtin_operations, tokenize
+from describer.maps.settings import AnalysisSettings, default_settings
 from tests._real import real_model
 
 pytestmark = pytest.mark.slow

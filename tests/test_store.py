@@ -1,22 +1,20 @@
 """The store's API on SQLite and PostgreSQL: schema, idempotent saves, validation, ratings,
-search, export/import round trips and schema versions."""
+search, description scores and schema versions (export and import: ``test_store_io``)."""
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import inspect, text
 
 from describer.errors import HeadmapsError
 from store import RATING_LABELS, open_store
 from store import tables as S
-from store.io import export_store, import_file
 from store.records import DescriptionScoreIn, RatingIn
-from tests._storedb import ENGINES, analysis, definitions, description, make_url, model_info
+from tests._storedb import ENGINES, analysis, counts, definitions, description, make_url, model_info
 
 
 @pytest.fixture(params=ENGINES)
@@ -28,15 +26,6 @@ def url(request: pytest.FixtureRequest, tmp_path: Path):  # noqa: ANN201
 def store(url: str):  # noqa: ANN201
     with open_store(url) as s:
         yield s
-
-
-def counts(store) -> dict[str, int]:  # noqa: ANN001
-    with store.read() as session:
-        return {
-            t.__tablename__: session.scalar(select(func.count()).select_from(t))
-            for t in (S.Model, S.Head, S.Analysis, S.SalientToken, S.MappedToken, S.OperationScore,
-                      S.Operation, S.Description, S.Rating, S.Run, S.DescriptionScore)
-        }  # fmt: skip
 
 
 def test_migrated_schema_matches_the_orm(store) -> None:  # noqa: ANN001
@@ -207,91 +196,27 @@ def test_search_finds_ranks_and_filters(store) -> None:  # noqa: ANN001
     store.add_description(
         description(layer=1, head=1, reasoning="Past tense of verbs.", pattern="verb to past")
     )
-    hits = store.fulltext("capital")
+    hits = store.search("capital")
     assert [h.description_id for h in hits] == [strong, weak]
     assert hits[0].score > hits[1].score and "[" in hits[0].text
     assert (hits[0].model, hits[0].layer, hits[0].head) == ("tiny", 2, 1)
-    assert [h.description_id for h in store.fulltext("capitals countries")] == [strong]
-    assert store.fulltext("verbs")[0].layer == 1  # stemmed
-    assert store.fulltext("zebra") == [] and store.fulltext('"; DROP TABLE description; --') == []
-    assert [h.description_id for h in store.fulltext("capital", layer_max=1)] == [weak]
-    assert [h.description_id for h in store.fulltext("capital", layer_min=1)] == [strong]
-    assert [h.description_id for h in store.fulltext("capital", category="in_context_identification")] == [weak]
-    assert store.fulltext("capital", unclear=True) == []
+    assert [h.description_id for h in store.search("capitals countries")] == [strong]
+    assert store.search("verbs")[0].layer == 1  # stemmed
+    assert store.search("zebra") == [] and store.search('"; DROP TABLE description; --') == []
+    assert [h.description_id for h in store.search("capital", layer_max=1)] == [weak]
+    assert [h.description_id for h in store.search("capital", layer_min=1)] == [strong]
+    assert [h.description_id for h in store.search("capital", category="in_context_identification")] == [weak]
+    assert store.search("capital", unclear=True) == []
     threshold = analysis(info).operations["copy"].scores[2][1]
-    assert strong in [h.description_id for h in store.fulltext("capital", min_scores={"copy": threshold})]
+    assert strong in [h.description_id for h in store.search("capital", min_scores={"copy": threshold})]
     assert strong not in [
-        h.description_id for h in store.fulltext("capital", min_scores={"copy": threshold + 1e-9})
+        h.description_id for h in store.search("capital", min_scores={"copy": threshold + 1e-9})
     ]
     store.add_rating(RatingIn(description_id=weak, rater="ann", label="plausible"))
-    assert [h.description_id for h in store.fulltext("capital", label="plausible")] == [weak]
-    assert [h.description_id for h in store.fulltext("capital", model="tiny", limit=1)] == [strong]
+    assert [h.description_id for h in store.search("capital", label="plausible")] == [weak]
+    assert [h.description_id for h in store.search("capital", model="tiny", limit=1)] == [strong]
     with pytest.raises(HeadmapsError, match="unknown model"):
-        store.fulltext("capital", model="nope")
-
-
-def _fill(store) -> None:  # noqa: ANN001
-    info = model_info()
-    store.save_analysis(info, analysis(info), settings_key="k", operations=definitions())
-    other = model_info("other", 2, 2)
-    store.save_analysis(
-        other, analysis(other, ops=("copy",)), settings_key="k", operations=definitions(("copy",))
-    )
-    run = store.start_run("describe", "tiny", {"x": [1, 2]})
-    did = store.add_description(description(layer=1, head=1, run_id=run, comment=None))
-    store.add_description(description(layer=1, head=1, status="failed", reasoning="", tokens_in=None))
-    store.add_description(description("other", 1, 0, reasoning='emoji ✓ and "quotes",\ncomma'))
-    store.add_embedding(did, "minilm", [0.5, -1.25, 3.0])
-    store.add_rating(RatingIn(description_id=did, rater="ann", label="plausible", comment='ok, "fine"'))
-    store.add_rating(RatingIn(description_id=did, rater="ann", label="not_plausible"))
-    store.add_description_score(
-        DescriptionScoreIn(description_id=did, scorer="simulation", llm_model="judge", score=0.1 + 0.2,
-                           details={"items": [{"source": " é", "predicted": 2, "correct": True}], "n": 3})
-    )  # fmt: skip
-    store.add_description_score(
-        DescriptionScoreIn(description_id=did, scorer="operation_agreement", llm_model="judge", score=None,
-                           details={"raw": 'not json, "quoted"\nline', "error": "no JSON object"})
-    )  # fmt: skip
-    store.finish_run(run, "interrupted", {"described": 1})
-
-
-@pytest.mark.parametrize("fmt", ["json", "csv"])
-def test_export_import_export_is_identical(store, url: str, tmp_path: Path, fmt: str) -> None:  # noqa: ANN001
-    _fill(store)
-    first = export_store(store, fmt=fmt, path=tmp_path / f"a.{fmt}")
-    # Empty the database (keeping its schema) and import the file back.
-    with store.write() as session:
-        for table in reversed(S.Base.metadata.sorted_tables):
-            session.execute(table.delete())
-    assert counts(store)["description"] == 0
-    added = import_file(store, tmp_path / f"a.{fmt}")
-    assert (
-        added["description"] == 3 and added["rating"] == 2 and added["mapped_token"] == 12 * 3 * 2 + 4 * 3 * 2
-    )
-    assert added["description_score"] == 2
-    assert export_store(store, fmt=fmt) == first
-    # Importing again adds nothing.
-    assert sum(import_file(store, tmp_path / f"a.{fmt}").values()) == 0
-    assert export_store(store, fmt=fmt) == first
-    if fmt == "json":
-        doc = json.loads(first)
-        assert doc["format"] == "headmaps-export"
-        assert {m["name"] for m in doc["tables"]["model"]} == {"tiny", "other"}
-        assert json.loads(export_store(store, "other"))["tables"]["description"][0]["model"] == "other"
-    assert store.fulltext("emoji")[0].model == "other"  # the FTS index follows imported rows
-
-
-def test_an_export_from_before_scores_still_imports(store, tmp_path: Path) -> None:  # noqa: ANN001
-    _fill(store)
-    doc = json.loads(export_store(store))
-    del doc["tables"]["description_score"]
-    old = tmp_path / "old.json"
-    old.write_text(json.dumps(doc))
-    with store.write() as session:
-        for table in reversed(S.Base.metadata.sorted_tables):
-            session.execute(table.delete())
-    added = import_file(store, old)
-    assert added["description"] == 3 and added["description_score"] == 0
+        store.search("capital", model="nope")
 
 
 def test_description_scores_replace_list_show_and_cascade(store) -> None:  # noqa: ANN001
@@ -340,17 +265,9 @@ def test_description_scores_replace_list_show_and_cascade(store) -> None:  # noq
     assert [r.description_id for r in store.description_scores()] == [b]
 
 
-def test_import_rejects_bad_files(store, tmp_path: Path) -> None:  # noqa: ANN001
-    bad = tmp_path / "bad.json"
-    bad.write_text('{"format": "something"}')
-    with pytest.raises(HeadmapsError, match="not a headmaps export"):
-        import_file(store, bad)
-    with pytest.raises(HeadmapsError, match="no such file"):
-        import_file(store, tmp_path / "missing.json")
-
-
 def test_old_schema_is_upgraded_and_newer_refused(url: str) -> None:
-    from store.db import check_revision, code_head, current_revision, make_engine, upgrade_schema
+    from store.db import check_revision, code_head, current_revision, upgrade_schema
+    from store.engine import make_engine
 
     engine = make_engine(url)
     upgrade_schema(engine, "0001_initial")
@@ -371,7 +288,7 @@ def test_old_schema_is_upgraded_and_newer_refused(url: str) -> None:
         open_store(url, upgrade=False)
     with open_store(url) as store:
         assert current_revision(store.engine) == code_head()
-        assert [h.model for h in store.fulltext("zeppelin")] == ["old"]
+        assert [h.model for h in store.search("zeppelin")] == ["old"]
     with engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '9999_future'"))
     with pytest.raises(HeadmapsError, match="newer than this headmaps"):
@@ -382,7 +299,8 @@ def test_old_schema_is_upgraded_and_newer_refused(url: str) -> None:
 
 
 def test_a_0002_database_gains_the_score_table(url: str) -> None:
-    from store.db import current_revision, make_engine, upgrade_schema
+    from store.db import current_revision, upgrade_schema
+    from store.engine import make_engine
 
     engine = make_engine(url)
     upgrade_schema(engine, "0002_description_search")
@@ -442,5 +360,8 @@ def test_the_store_never_imports_torch() -> None:
     import subprocess
     import sys
 
-    code = "import sys, store, store.io, store.api, store.fulltext; assert 'torch' not in sys.modules"
+    code = (
+        "import sys, store, store.api, store.export, store.importer, store.fulltext; "
+        "assert 'torch' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

@@ -12,9 +12,9 @@ import pytest
 
 from store import open_store
 from store.records import RatingIn
+from tests._cli import assert_ok, assert_user_error, invoke
 from tests._storedb import ENGINES, description, make_url
 from tests._tiny import build_bpe_tokenizer, builtin_words, save_tiny_llama
-from tests.test_cli import assert_ok, assert_user_error, invoke
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +141,8 @@ def test_store_command_errors(tiny_dir: Path, db: str, tmp_path: Path) -> None:
 
 
 def test_db_upgrade_and_info(tmp_path: Path) -> None:
-    from store.db import code_head, make_engine, upgrade_schema
+    from store.db import code_head, upgrade_schema
+    from store.engine import make_engine
 
     db = f"sqlite:///{tmp_path / 'old.db'}"
     engine = make_engine(db)

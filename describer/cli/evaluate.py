@@ -1,4 +1,5 @@
-"""``headmaps evaluate``: the paper's validation experiments (correlation, causal)."""
+"""``headmaps evaluate correlation`` and ``evaluate causal``: the MAPS paper's validation
+experiments, which run the model."""
 
 from __future__ import annotations
 
@@ -10,84 +11,17 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from describer.cli.app import (
-    DeviceOpt,
-    ModelArg,
-    NormsOpt,
-    SourceOpt,
-    _progress,
-    _user_errors,
-    _warn,
-    _write_atomic,
-    app,
-    err,
-    out,
-)
-from describer.cli.store import DbOpt
+from describer.cli.console import check_parent, err, out, progress, user_errors, warn, write_atomic
+from describer.cli.options import DbOpt, DeviceOpt, ModelArg, NormsOpt, SourceOpt
 from describer.errors import HeadmapsError
-
-evaluate_app = typer.Typer(
-    help="Validate the static scores against the model's behaviour (the MAPS paper's experiments).",
-    no_args_is_help=True,
-)
-app.add_typer(evaluate_app, name="evaluate")
+from describer.maps.operations import select_operations
+from store import open_store
 
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _load(model: str | None, device: str, source: str | None, norms: bool | None):  # noqa: ANN202
-    from describer.maps.jobs import pick_device, settings_for
-    from describer.maps.loading import load_model
-
-    device = pick_device(device)
-    loaded = load_model(model, device=device)
-    return loaded, settings_for(loaded, source, norms)
-
-
-ROW_KEYS = (
-    "operation",
-    "category",
-    "n_pairs",
-    "max_static",
-    "r_without_context",
-    "r_with_context",
-    "suppression_r_without_context",
-    "suppression_r_with_context",
-)
-
-
-def _store_correlation(db: str | None, loaded, result, operations: str, max_pairs: int) -> None:  # noqa: ANN001
-    """Record the table as a finished ``evaluate`` run of the model (the report and the web app
-    show the newest one)."""
-    from describer.maps.jobs import model_info
-    from store import open_store
-
-    with open_store(db) as store:
-        store.register_model(model_info(loaded))
-        run_id = store.start_run(
-            "evaluate",
-            loaded.name,
-            {
-                "experiment": "correlation",
-                "operations": operations,
-                "max_pairs": max_pairs,
-                **{key: value for key, value in result.settings.items() if key != "device"},
-            },
-        )
-        store.finish_run(
-            run_id,
-            "done",
-            counts={
-                "rows": [row.model_dump(include=set(ROW_KEYS)) for row in result.rows],
-                "median_r_without_context": result.median_r_without_context,
-                "median_r_with_context": result.median_r_with_context,
-            },
-        )
-
-
-@evaluate_app.command()
 def correlation(
     model: ModelArg = None,
     operations: Annotated[str, typer.Option(help="all, or comma-separated operation names.")] = "all",
@@ -111,29 +45,31 @@ def correlation(
     Prompts are the paper's four templates around each source word; each head's output at the
     last position is projected to the vocabulary with its real attention (with context) and with
     its attention forced onto the source word (without context)."""
-    from describer.maps.jobs import tokenize_all
-    from describer.maps.operations import select_operations
-    from evaluation.correlation import paper_medians, run_correlation, to_csv
+    # torch and transformers take seconds to import: only the commands that run a model load them.
+    from evaluation.correlation import paper_medians, to_csv
+    from evaluation.experiments import correlation_experiment, correlation_payload, record_correlation
 
-    with _user_errors():
+    with user_errors():
         ops = select_operations(operations)
-        if csv_path is not None and not csv_path.expanduser().parent.exists():
-            raise HeadmapsError(f"{csv_path}: directory {csv_path.parent} does not exist")
-        with _progress() as progress:
-            loaded, settings = _load(model, device, source, norms)
-            tokenized = tokenize_all(ops, loaded, k, _warn, strict=len(ops) == 1)
-            result, _, _ = run_correlation(
-                loaded,
-                tokenized,
-                settings,
+        check_parent(csv_path)
+        with progress() as report:
+            loaded, result = correlation_experiment(
+                model,
+                ops,
+                k=k,
+                source=source,
+                norms=norms,
+                device=device,
                 max_pairs=max_pairs or None,
                 batch_size=batch_size,
-                progress=progress,
+                progress=report,
+                warn=warn,
             )
         if csv_path is not None:
-            _write_atomic(csv_path, to_csv(result))
+            write_atomic(csv_path, to_csv(result))
         if not no_store:
-            _store_correlation(db, loaded, result, operations, max_pairs)
+            with open_store(db) as store:
+                record_correlation(store, loaded, result, operations, max_pairs)
         undefined = [
             r.operation
             for r in result.rows
@@ -146,18 +82,12 @@ def correlation(
             )
         ]
         if undefined:
-            _warn(
+            warn(
                 "r is undefined (null / n/a) where static or dynamic scores are equal for every head: "
                 + ", ".join(undefined)
             )
         if as_json:
-            keys = set(ROW_KEYS)
-            payload = {
-                "model": result.model,
-                "rows": [r.model_dump(include=keys) for r in result.rows],
-                "median_r_without_context": result.median_r_without_context,
-                "median_r_with_context": result.median_r_with_context,
-            }
+            payload = {"model": result.model, **correlation_payload(result)}
             sys.stdout.write(json.dumps(payload) + "\n")
             return
         s = result.settings
@@ -200,7 +130,6 @@ def correlation(
             out.print(f"written to {csv_path}", highlight=False)
 
 
-@evaluate_app.command()
 def causal(
     model: ModelArg = None,
     operation: Annotated[str, typer.Option(help="The operation whose top heads are ablated.")] = "",
@@ -222,12 +151,11 @@ def causal(
     """Ablate the operation's top heads one by one (zeroed at the last position) and measure the
     model's few-shot accuracy, against random heads and a control operation. Writes
     causal_MODEL_OPERATION.csv and .png."""
-    from describer.maps.analysis import Analyzer
-    from describer.maps.jobs import tokenize_all
-    from describer.maps.operations import select_operations
-    from evaluation.causal import plot, run_causal, to_csv
+    # torch, as in ``correlation``.
+    from evaluation.causal import plot, to_csv
+    from evaluation.experiments import causal_experiment
 
-    with _user_errors():
+    with user_errors():
         if not operation:
             raise HeadmapsError("give --operation NAME")
         control = control or ("country_to_capital" if operation != "country_to_capital" else "name_copying")
@@ -237,27 +165,24 @@ def causal(
         (ctl,) = select_operations(control)
         if not output.is_dir():
             raise HeadmapsError(f"{output}: no such directory")
-        with _progress() as progress:
-            loaded, settings = _load(model, device, source, norms)
-            tok_op, tok_ctl = tokenize_all([op, ctl], loaded, k, _warn, strict=True)
-            analyzer = Analyzer(loaded.adapter, loaded.tokenizer, settings, device=loaded.model.device)
-            _, (scores,) = analyzer.analyze([tok_op], with_salient=False, progress=progress)
-            try:
-                result = run_causal(
-                    loaded,
-                    tok_op,
-                    tok_ctl,
-                    scores.scores,
-                    max_heads=max_heads,
-                    seeds=seeds,
-                    n_shots=shots,
-                    max_prompts=max_prompts,
-                    progress=progress,
-                )
-            except ValueError as exc:
-                raise HeadmapsError(str(exc)) from exc
+        with progress() as report:
+            result = causal_experiment(
+                model,
+                op,
+                ctl,
+                k=k,
+                source=source,
+                norms=norms,
+                device=device,
+                max_heads=max_heads,
+                seeds=seeds,
+                n_shots=shots,
+                max_prompts=max_prompts,
+                progress=report,
+                warn=warn,
+            )
         stem = f"causal_{result.model.replace('/', '_')}_{result.operation}"
-        _write_atomic(output / f"{stem}.csv", to_csv(result))
+        write_atomic(output / f"{stem}.csv", to_csv(result))
         plot(result, output / f"{stem}.png")
         table = Table(title=f"{result.model}: {result.operation} ({result.n_prompts} few-shot prompts)")
         for column in ("m", "ablated", "acc top-m", "acc random", f"control {result.control}"):

@@ -1,26 +1,30 @@
-"""Review commands of the ``headmaps`` CLI: ``serve`` (the web app), ``search`` and ``rate`` (the
-review queue in the terminal). Registered on ``describer.cli.app``."""
+"""``headmaps serve`` (the review web app), ``search`` and ``rate`` (the review queue in the
+terminal)."""
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
+import click
 import typer
+from rich.console import Group
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from describer.cli.app import _user_errors, _warn, app, err, out
-from describer.cli.store import DbOpt
+from describer.cli.console import err, out, user_errors, warn
+from describer.cli.options import DbOpt
 from describer.errors import HeadmapsError
+from evaluation.embeddings import warm_encoder
+from evaluation.semantic import Filters
+from evaluation.semantic import search as run_search
+from store import Store, open_store
+from store.labels import RATING_LABELS, RATING_MEANINGS
+from store.records import RatingIn
 
-if TYPE_CHECKING:
-    from store import Store
 
-
-@app.command()
 def serve(
     host: Annotated[
         str, typer.Option(help="Address to bind; loopback unless you mean to share it.")
@@ -29,15 +33,15 @@ def serve(
     db: DbOpt = None,
 ) -> None:
     """Serve the review web app: models, heatmaps, heads, the review queue, search, /api/."""
+    # uvicorn and FastAPI only for the command that serves.
     import uvicorn
 
-    from evaluation.semantic import warm_encoder
     from evaluation.web import create_app
 
-    with _user_errors():
+    with user_errors():
         web = create_app(db)
         if host not in ("127.0.0.1", "localhost", "::1"):
-            _warn(f"listening on {host}: anyone who can reach it can read and rate the descriptions")
+            warn(f"listening on {host}: anyone who can reach it can read and rate the descriptions")
         warm_encoder()
         err.print(f"headmaps: serving {web.state.store.url} at http://{host}:{port}/", highlight=False)
         uvicorn.run(web, host=host, port=port, log_level="warning")
@@ -58,7 +62,6 @@ def _min_scores(values: list[str]) -> dict[str, float]:
     return scores
 
 
-@app.command()
 def search(
     query: Annotated[str, typer.Argument(help="What the heads do, in words.")],
     model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
@@ -80,11 +83,8 @@ def search(
     db: DbOpt = None,
 ) -> None:
     """Find heads by what their descriptions say (full text and sentence embeddings)."""
-    from evaluation.semantic import Filters
-    from evaluation.semantic import search as run_search
-    from store import open_store
 
-    with _user_errors():
+    with user_errors():
         if mode not in ("hybrid", "semantic", "fulltext"):
             raise HeadmapsError(f"--mode is hybrid, semantic or fulltext, not {mode!r}")
         low = high = None
@@ -121,7 +121,7 @@ def search(
         )
         return
     if result.note:
-        _warn(result.note)
+        warn(result.note)
     if not result.results:
         out.print("No description matches.")
         return
@@ -142,8 +142,6 @@ def _read_key(prompt: str) -> str:
     """One key: a single keypress on a terminal, else the first character of a line of input."""
     out.print(prompt, end="", highlight=False)
     if sys.stdin.isatty():
-        import click
-
         key = click.getchar()
         out.print(key)
         return key
@@ -154,8 +152,6 @@ def _read_key(prompt: str) -> str:
 
 
 def _panel(store: Store, description_id: int, done: int, total: int) -> Panel:
-    from rich.console import Group
-
     d = store.get_description(description_id)
     view = store.get_head(d.model, d.layer, d.head)
     mappings = Table(box=None, show_header=True, pad_edge=False)
@@ -182,7 +178,6 @@ def _panel(store: Store, description_id: int, done: int, total: int) -> Panel:
     return Panel(Group(*body), title=title, title_align="left")
 
 
-@app.command()
 def rate(
     model: Annotated[str | None, typer.Argument(help="Only this model's descriptions.")] = None,
     rater: Annotated[str | None, typer.Option(help="Your name (asked once when omitted).")] = None,
@@ -191,17 +186,15 @@ def rate(
     """The review queue in the terminal: each description you have not rated, with its evidence.
 
     Keys: 1-4 the labels, s skip, c add a comment, q quit."""
+    # The review queue's queries live in the web package, which imports FastAPI.
     from evaluation.web.queries import review_next, review_progress
-    from store import open_store
-    from store.labels import RATING_LABELS, RATING_MEANINGS
-    from store.records import RatingIn
 
     keys = {str(i + 1): label for i, label in enumerate(RATING_LABELS)}
     legend = (
         "  ".join(f"[bold]{k}[/] {v}" for k, v in keys.items())
         + "  [bold]s[/] skip  [bold]c[/] comment  [bold]q[/] quit"
     )
-    with _user_errors(), open_store(db) as store:
+    with user_errors(), open_store(db) as store:
         if model is not None:
             store.get_model(model)
         if not rater:

@@ -1,110 +1,32 @@
-"""Store commands of the ``headmaps`` CLI (``db upgrade``, ``db info``, ``export``, ``import``,
-``show``) and the store side of ``analyze``. Registered on ``describer.cli.app``."""
+"""``headmaps db upgrade``, ``db info``, ``export``, ``import`` and ``show``: the store from the
+command line."""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from describer.cli.app import _user_errors, _write_atomic, app, out
+from describer.cli.console import check_parent, out, user_errors, write_atomic
+from describer.cli.options import DbOpt
 from describer.errors import HeadmapsError
-
-if TYPE_CHECKING:
-    from describer.maps.jobs import AnalysisResult
-    from describer.maps.loading import LoadedModel
-    from describer.maps.operations import Operation
-    from store import Store
-
-DbOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--db",
-        help="Database URL (sqlite:///file.db, postgresql://…) or a SQLite file path. "
-        "Default: $HEADMAPS_DATABASE_URL, else headmaps.db in the user data directory.",
-    ),
-]
-
-db_app = typer.Typer(help="The database: schema version and upgrades.", no_args_is_help=True)
-app.add_typer(db_app, name="db")
-
-
-# --- analyze: what is stored already, and storing the result ---------------------------------
-
-
-def settings_key(
-    family: str, source: str | None, norms: bool | None, top_tokens: int, top_mappings: int
-) -> str:
-    """The store key of the analysis settings ``analyze`` would use for a model of ``family``."""
-    from describer.maps.analysis import default_settings
-
-    settings = default_settings(family, top_tokens=top_tokens, top_mappings=top_mappings)
-    update = {k: v for k, v in (("source", source), ("norms", norms)) if v is not None}
-    return (settings.model_copy(update=update) if update else settings).key()
-
-
-def pending_work(
-    store: Store, name: str, key: str, operations: Sequence[Operation], k: int | None
-) -> tuple[bool, list[Operation]]:
-    """(salient mappings still to compute, operations still to score) for model ``name``."""
-    from store import operation_hash
-
-    done = store.stored_operation_keys(name, key, k)
-    todo = [op for op in operations if (op.name, operation_hash(op.pairs)) not in done]
-    return not store.has_analysis(name, key), todo
-
-
-def stored_family(store: Store, name: str) -> str | None:
-    try:
-        return store.get_model(name).family
-    except HeadmapsError:
-        return None
-
-
-def save_result(
-    store: Store,
-    loaded: LoadedModel,
-    result: AnalysisResult,
-    key: str,
-    operations: Sequence[Operation],
-    k: int | None,
-) -> int:
-    from describer.maps.jobs import model_info
-    from store.records import AnalysisIn, OperationIn
-
-    settings = {name: value for name, value in result.settings.items() if name != "device"}
-    definitions = [
-        OperationIn(
-            name=op.name,
-            category=op.category,
-            pairs=list(op.pairs),
-            origin="builtin" if op.origin == "builtin" else "user",
-            source_file=None if op.origin == "builtin" else op.origin,
-        )
-        for op in operations
-        if op.name in result.operations
-    ]
-    data = AnalysisIn.model_validate({**result.model_dump(), "settings": settings})
-    return store.save_analysis(
-        model_info(loaded), data, settings_key=key, operations=definitions, default_k=k is None
-    )
-
+from describer.maps.loading import DEFAULT_MODEL
+from store import export_store, import_file, open_store
+from store.db import code_head, current_revision, upgrade_schema
+from store.engine import default_url, make_engine
+from store.records import HeadView
 
 # --- db ----------------------------------------------------------------------------------------
 
 
-@db_app.command("upgrade")
 def db_upgrade(db: DbOpt = None) -> None:
     """Create the database, or migrate it to this version's schema."""
-    from store.db import default_url, make_engine, upgrade_schema
-
-    with _user_errors():
+    with user_errors():
         engine = make_engine(db or default_url())
         try:
             before, after = upgrade_schema(engine)
@@ -117,13 +39,9 @@ def db_upgrade(db: DbOpt = None) -> None:
             out.print(f"{shown}: schema {before or 'none'} -> {after}", highlight=False, soft_wrap=True)
 
 
-@db_app.command("info")
 def db_info(db: DbOpt = None) -> None:
     """Where the database is, its schema version, and what it holds per model."""
-    from store import open_store
-    from store.db import code_head, current_revision
-
-    with _user_errors(), open_store(db, upgrade=False) as store:
+    with user_errors(), open_store(db, upgrade=False) as store:
         out.print(f"database: {store.url}", highlight=False, soft_wrap=True)
         out.print(f"schema: {current_revision(store.engine)} (this headmaps: {code_head()})", highlight=False)
         table = Table(title="Models")
@@ -145,7 +63,6 @@ def db_info(db: DbOpt = None) -> None:
 # --- export / import -----------------------------------------------------------------------------
 
 
-@app.command("export")
 def export(
     model: Annotated[
         str | None, typer.Argument(help="Export only this stored model. Default: everything.")
@@ -157,16 +74,12 @@ def export(
     db: DbOpt = None,
 ) -> None:
     """Export the store (mappings, scores, descriptions, ratings, runs) to one file."""
-    from store import open_store
-    from store.io import export_store
-
-    with _user_errors():
+    with user_errors():
         if fmt not in ("json", "csv"):
             raise HeadmapsError(f"unknown format {fmt!r}; use json or csv")
         if fmt == "csv" and output is None and sys.stdout.isatty():
             raise HeadmapsError("--format csv writes a zip file: give -o PATH")
-        if output is not None and not output.expanduser().parent.exists():
-            raise HeadmapsError(f"{output}: directory {output.parent} does not exist")
+        check_parent(output)
         with open_store(db) as store:
             data = export_store(store, model, fmt)
         if output is None:
@@ -180,20 +93,16 @@ def export(
             tmp.write_bytes(data)
             tmp.replace(output.expanduser())
         else:
-            _write_atomic(output, data)
+            write_atomic(output, data)
         typer.echo(f"exported to {output}", err=True)
 
 
-@app.command("import")
 def import_(
     path: Annotated[Path, typer.Argument(help="A file written by `headmaps export` (JSON or CSV zip).")],
     db: DbOpt = None,
 ) -> None:
     """Import an export file; what is stored already is kept, nothing is duplicated."""
-    from store import open_store
-    from store.io import import_file
-
-    with _user_errors(), open_store(db) as store:
+    with user_errors(), open_store(db) as store:
         added = import_file(store, path)
         summary = ", ".join(f"{n} {table}" for table, n in added.items() if n) or "nothing new"
         out.print(f"imported {path}: {summary}", highlight=False, soft_wrap=True)
@@ -210,7 +119,6 @@ def _parse_head(text: str) -> tuple[int, int]:
         raise HeadmapsError(f"{text!r} is not LAYER.HEAD (for example 3.5)") from None
 
 
-@app.command()
 def show(
     target: Annotated[
         list[str],
@@ -223,10 +131,7 @@ def show(
     db: DbOpt = None,
 ) -> None:
     """A head's salient mappings, operation scores, descriptions and ratings."""
-    from describer.maps.loading import DEFAULT_MODEL
-    from store import open_store
-
-    with _user_errors():
+    with user_errors():
         if len(target) not in (1, 2):
             raise HeadmapsError("give [MODEL] LAYER.HEAD")
         layer, head = _parse_head(target[-1])
@@ -243,7 +148,7 @@ def show(
         _print_head(view)
 
 
-def _print_head(view) -> None:  # noqa: ANN001  (store.records.HeadView)
+def _print_head(view: HeadView) -> None:
     out.print(f"[bold]{escape(view.model)} head {view.layer}.{view.head}[/]", soft_wrap=True)
     if view.settings is not None:
         shown = {k: view.settings[k] for k in ("source", "norms") if k in view.settings}

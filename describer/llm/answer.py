@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from store.labels import CATEGORIES, CATEGORY_MEANINGS
 
@@ -66,3 +67,33 @@ def response_json_schema() -> dict[str, Any]:
 
 
 __all__ = ["CATEGORIES", "CATEGORY_MEANINGS", "HeadDescription", "response_json_schema"]
+
+
+def extract_json(text: str) -> dict[str, Any] | None:
+    """The first JSON object in ``text`` (answers often wrap it in prose or a code fence)."""
+    decoder = json.JSONDecoder()
+    start = text.find("{")
+    while start != -1:
+        try:
+            value, _ = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            start = text.find("{", start + 1)
+            continue
+        if isinstance(value, dict):
+            return value
+        start = text.find("{", start + 1)
+    return None
+
+
+def parse_description(text: str) -> tuple[HeadDescription | None, str | None]:
+    """``(description, None)`` or ``(None, why it is not one)``."""
+    obj = extract_json(text)
+    if obj is None:
+        return None, "the answer contains no JSON object"
+    try:
+        return HeadDescription.model_validate(obj), None
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'object'}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        return None, f"the JSON does not match the schema ({problems})"

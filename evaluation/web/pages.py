@@ -12,8 +12,9 @@ from markupsafe import Markup, escape
 from describer.errors import HeadmapsError
 from evaluation import semantic
 from evaluation.web import queries
-from evaluation.web.api import RatingPost, labels, parse_min_scores, rate, review_item, store_of
-from evaluation.web.app import WebError, head_spec, head_url, model_url, render
+from evaluation.web.api import RatingPost, labels, parse_min_scores, rate, review_item
+from evaluation.web.common import WebError, head_spec, head_url, model_url, render, store_of
+from evaluation.web.report import build_report
 from store.labels import CATEGORIES, CATEGORY_MEANINGS, RATING_LABELS
 
 router = APIRouter(include_in_schema=False)
@@ -142,8 +143,6 @@ REPORT_CSP = (
 @router.get("/models/{model:path}/report", response_class=HTMLResponse)
 def report_page(request: Request, model: str, download: bool = False) -> HTMLResponse:
     """The model's self-contained HTML report (``headmaps report``), served or downloaded."""
-    from evaluation.web.report import build_report
-
     html = build_report(store_of(request), model, resamples=200)
     headers = {"Content-Security-Policy": REPORT_CSP}
     if download:

@@ -9,7 +9,13 @@
 
 from __future__ import annotations
 
-from describer.maps.adapters.base import LayerWeights, rms_norm, split_bias, split_heads_in_out, split_out_proj
+from describer.maps.adapters.base import (
+    LayerWeights,
+    rms_norm,
+    split_bias,
+    split_heads_in_out,
+    split_out_proj,
+)
 from describer.maps.adapters.llama import LlamaAdapter
 
 

@@ -1,12 +1,10 @@
-"""``headmaps evaluate descriptions``, ``headmaps evaluate ratings`` and ``headmaps report``.
-
-Registered on ``describer.cli.app`` (the first two on its ``evaluate`` group from
-``describer.cli.evaluate``) by one import in ``describer.cli``."""
+"""How good the descriptions are: ``headmaps evaluate descriptions`` (automatic scores),
+``evaluate ratings`` (people's ratings and their agreement) and ``report`` (one HTML page)."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,22 +12,21 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from describer.cli.app import ModelArg, _user_errors, _warn, app, out
-from describer.cli.describe import BaseUrlOpt, ConcurrencyOpt, LlmModelOpt, connect_llm
-from describer.cli.evaluate import evaluate_app
-from describer.cli.store import DbOpt
+from describer.cli.console import check_parent, out, user_errors, warn
+from describer.cli.options import BaseUrlOpt, ConcurrencyOpt, DbOpt, LlmModelOpt, ModelArg
 from describer.errors import HeadmapsError
+from describer.maps.loading import DEFAULT_MODEL, cache_dir, resolve
+from evaluation.ratings import Agreement, Distribution, ratings_report
+from store import Store, open_store
+from store.labels import RATING_LABELS
 
 if TYPE_CHECKING:
-    from evaluation.ratings import Agreement, Distribution
     from evaluation.scoring import ScoringSummary
-    from store import Store
 
 
 def stored_model(store: Store, model: str | None) -> str:
     """The stored name for MODEL: as given when stored, else the name ``analyze`` gives it (a
     path or alias); without MODEL the only stored model, else the default model."""
-    from describer.maps.loading import DEFAULT_MODEL, resolve
 
     names = [m.name for m in store.list_models()]
     if model is None:
@@ -46,7 +43,6 @@ def _num(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-@evaluate_app.command("descriptions")
 def evaluate_descriptions(
     model: ModelArg = None,
     llm_model: LlmModelOpt = None,
@@ -63,43 +59,26 @@ def evaluate_descriptions(
     """Score the model's descriptions automatically and store the scores: simulation (can an
     LLM predict the head's mappings from the description?) and operation agreement (does
     the description name the operation the head scores high on? precision and recall)."""
-    from describer.llm.client import ResponseCache
-    from describer.maps.loading import cache_dir
-    from evaluation.scoring import SCORING_PARAMS, Asker, Scorer, ScoringSettings
-    from store import open_store
+    # The openai SDK: only the commands that ask an LLM import it.
+    from describer.llm import ResponseCache, connect
+    from evaluation.scoring import ScoringSettings, score_descriptions
 
-    with _user_errors():
-        settings = ScoringSettings(threshold=threshold)
-        store = open_store(db)
-        try:
-            name = stored_model(store, model)
-            if store.get_model(name).described == 0:
-                raise HeadmapsError(f"{name} has no descriptions to score; run `headmaps describe` first")
-            cache = ResponseCache(cache_dir() / "llm-cache.sqlite")
-            try:
-                with connect_llm(base_url, llm_model) as (endpoint, backend):
-                    asker = Asker(
-                        backend,
-                        params=SCORING_PARAMS,
-                        concurrency=concurrency or endpoint.default_concurrency,
-                        cache=cache,
-                        model_label=endpoint.label,
-                    )
-
-                    async def main() -> ScoringSummary:
-                        try:
-                            await backend.preflight()
-                            return await Scorer(store, name, asker, settings, limit=limit).run()
-                        finally:
-                            await backend.aclose()
-
-                    summary = asyncio.run(main())
-            finally:
-                cache.close()
-        finally:
-            store.close()
+    with user_errors():
+        with (
+            open_store(db) as store,
+            closing(ResponseCache(cache_dir() / "llm-cache.sqlite")) as cache,
+        ):
+            summary = score_descriptions(
+                store,
+                stored_model(store, model),
+                connect(base_url, llm_model, warn=warn),
+                ScoringSettings(threshold=threshold),
+                cache=cache,
+                concurrency=concurrency,
+                limit=limit,
+            )
         if summary.errors:
-            _warn(f"{summary.errors} request(s) got no answer; nothing stored for them, re-run to retry")
+            warn(f"{summary.errors} request(s) got no answer; nothing stored for them, re-run to retry")
         if as_json:
             sys.stdout.write(summary.model_dump_json() + "\n")
             return
@@ -142,7 +121,6 @@ def _print_scores(summary: ScoringSummary) -> None:
         )
 
 
-@evaluate_app.command("ratings")
 def evaluate_ratings(
     model: ModelArg = None,
     db: DbOpt = None,
@@ -150,15 +128,12 @@ def evaluate_ratings(
 ) -> None:
     """People's ratings of the descriptions: label distributions (overall, per category, per
     prompt, per LLM) and inter-rater agreement with bootstrap 95% intervals."""
-    from evaluation.ratings import ratings_report
-    from store import open_store
 
-    with _user_errors(), open_store(db) as store:
+    with user_errors(), open_store(db) as store:
         report = ratings_report(store, stored_model(store, model))
     if as_json:
         sys.stdout.write(report.model_dump_json() + "\n")
         return
-    from store.labels import RATING_LABELS
 
     short = {
         "plausible": "plaus.",
@@ -203,7 +178,6 @@ def evaluate_ratings(
     line("ordinal agreement", report.ordinal_agreement)
 
 
-@app.command()
 def report(
     model: ModelArg = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path(
@@ -213,13 +187,12 @@ def report(
 ) -> None:
     """One self-contained HTML page for a model: operation heatmaps, the correlation table,
     and every head's mappings, descriptions, scores and ratings, searchable in the page."""
+    # The web package imports FastAPI: only ``serve`` and ``report`` need it.
     from evaluation.web.report import write_report
-    from store import open_store
 
-    with _user_errors():
+    with user_errors():
         output = output.expanduser()
-        if not output.parent.exists():
-            raise HeadmapsError(f"{output}: directory {output.parent} does not exist")
+        check_parent(output)
         with open_store(db) as store:
             name = stored_model(store, model)
             path = write_report(store, name, output)

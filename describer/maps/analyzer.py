@@ -17,114 +17,21 @@ stops being scored as soon as enough tokens have beaten its target on both sides
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from jaxtyping import Float, Int
-from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from describer.maps.adapters.base import Adapter
 from describer.maps.operations import TokenizedOperation
+from describer.maps.results import HeadSalient, MappedToken, OperationScores, SalientToken
+from describer.maps.settings import AnalysisSettings
 
-SourceKind = Literal["embed", "mlp0", "embed+mlp0"]
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``; called as work advances."""
-
-
-class AnalysisSettings(BaseModel):
-    """How source tokens are represented and how much of each head is reported."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    source: SourceKind = "embed+mlp0"
-    """Representation of a source token for layers after the first: the token embedding,
-    block 0's MLP applied to it (the paper's recipe), or the two summed as block 0 leaves
-    the residual stream. Layer 0 always reads the embedding."""
-    norms: bool = True
-    """Apply the layer's pre-attention norm to the source, and fold the post-attention norm
-    and the final norm's scale into the output side."""
-    top_tokens: int = Field(15, ge=1)
-    """Salient source tokens reported per head (the paper's N)."""
-    top_mappings: int = Field(5, ge=1)
-    """Mapped tokens reported per salient source (the paper's k)."""
-    readable_only: bool = True
-    """Restrict salient sources and reported mappings to readable tokens (no special,
-    unused, byte-fallback or blank tokens). Operation scores always rank the whole vocabulary."""
-
-    def key(self) -> str:
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
-
-
-FAMILY_DEFAULTS: dict[str, tuple[SourceKind, bool]] = {
-    # Measured on the real weights (benchmarks/source_representation.py, docs/analyzer.md):
-    # without norms Gemma's sqrt(d)-scaled embeddings and its 1+w norms swamp every head.
-    "gemma": ("embed+mlp0", True),
-    "gemma2": ("embed+mlp0", True),
-    "gemma3": ("embed+mlp0", True),
-    "gemma3_text": ("embed+mlp0", True),
-    "qwen2": ("embed+mlp0", True),
-    "qwen3": ("embed+mlp0", True),
-    # No real weights of these families are available offline; they keep the paper's recipe,
-    # which the paper validated on GPT-2, Pythia and Llama-3.1 (see shared/paper tables).
-    "gpt2": ("mlp0", False),
-    "gpt_neox": ("mlp0", False),
-    "llama": ("mlp0", False),
-    "mistral": ("mlp0", False),
-    "phi3": ("mlp0", False),
-}
-
-
-def default_settings(family: str, **overrides: object) -> AnalysisSettings:
-    source, norms = FAMILY_DEFAULTS.get(family, ("mlp0", False))
-    return AnalysisSettings(**{"source": source, "norms": norms, **overrides})
-
-
-# --- results ----------------------------------------------------------------------------------
-
-
-class MappedToken(BaseModel):
-    token: str
-    token_id: int
-    logit: float
-
-
-class SalientToken(BaseModel):
-    token: str
-    token_id: int
-    amplification: float
-    """‖x W_VO‖ / ‖x‖ for the head's input x of this token."""
-    mappings: list[MappedToken]
-
-
-class HeadSalient(BaseModel):
-    layer: int
-    head: int
-    salient: list[SalientToken]
-
-
-class OperationScores(BaseModel):
-    name: str
-    category: str
-    k: int
-    n_pairs: int
-    scores: list[list[float]]
-    """``[layer][head]`` relation score: fraction of pairs whose target is in the top k."""
-    suppression: list[list[float]]
-    """``[layer][head]`` the same for the negated mapping."""
-
-    def top_heads(self, n: int = 10, suppression: bool = False) -> list[dict[str, float | int]]:
-        table = self.suppression if suppression else self.scores
-        flat = [(s, layer, head) for layer, row in enumerate(table) for head, s in enumerate(row)]
-        flat.sort(key=lambda t: (-t[0], t[1], t[2]))
-        return [{"layer": layer, "head": head, "score": s} for s, layer, head in flat[:n]]
-
-
-# --- the analyzer -----------------------------------------------------------------------------
 
 
 @dataclass

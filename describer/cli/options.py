@@ -1,0 +1,53 @@
+"""The options several commands share, declared once."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+ModelArg = Annotated[
+    str | None,
+    typer.Argument(
+        help="Alias (see `headmaps models`), .gguf file, model directory or hub id. Default: gemma-3-270m."
+    ),
+]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+SourceOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Source representation for layers > 0: embed, mlp0 or embed+mlp0. Default: per family."
+    ),
+]
+NormsOpt = Annotated[
+    bool | None, typer.Option("--norms/--no-norms", help="Fold the model's norms in. Default: per family.")
+]
+DbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="Database URL (sqlite:///file.db, postgresql://…) or a SQLite file path. "
+        "Default: $HEADMAPS_DATABASE_URL, else headmaps.db in the user data directory.",
+    ),
+]
+
+# The LLM endpoint options, shared by every command that asks an LLM (describe, evaluate descriptions).
+LlmModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        envvar="HEADMAPS_LLM_MODEL",
+        help="Model name at the endpoint (e.g. gpt-4o). Default: the local qwen2.5-coder-0.5b-instruct.",
+    ),
+]
+BaseUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        envvar="HEADMAPS_LLM_BASE_URL",
+        help="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1 (key from OPENAI_API_KEY or "
+        "HEADMAPS_LLM_API_KEY). Default: a local server headmaps starts itself.",
+    ),
+]
+ConcurrencyOpt = Annotated[
+    int | None,
+    typer.Option(min=1, help="Requests in flight at once. Default: 8, or 1 for the local model."),
+]

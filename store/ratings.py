@@ -1,0 +1,56 @@
+"""Human ratings of descriptions: one current rating per rater, earlier ones kept as history."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from describer.errors import HeadmapsError
+from store import tables as S
+from store.base import StoreBase, as_utc
+from store.labels import RATING_LABELS
+from store.records import RatingIn, RatingOut
+
+
+class Ratings(StoreBase):
+    """``Store``'s ratings."""
+
+    def add_rating(self, rating: RatingIn) -> int:
+        """Store a rating as the rater's current one for the description (the previous current
+        one stays as history); returns its id. Safe under concurrent writers."""
+        if rating.label not in RATING_LABELS:
+            raise HeadmapsError(
+                f"unknown rating label {rating.label!r}; use one of {', '.join(RATING_LABELS)}"
+            )
+
+        def replace(session: Session) -> S.Rating:
+            session.execute(
+                update(S.Rating)
+                .where(
+                    S.Rating.description_id == rating.description_id,
+                    S.Rating.rater == rating.rater,
+                    S.Rating.is_current,
+                )
+                .values(is_current=False)
+            )
+            return S.Rating(
+                description_id=rating.description_id,
+                rater=rating.rater,
+                label=rating.label,
+                comment=rating.comment,
+                created_at=as_utc(rating.created_at),
+                is_current=True,
+            )
+
+        return self._replace_on_description(rating.description_id, replace)
+
+    def ratings_for(self, description_id: int, *, history: bool = False) -> list[RatingOut]:
+        """Current ratings of a description (one per rater), or every rating with ``history``."""
+        with self.read() as session:
+            query = select(S.Rating).where(S.Rating.description_id == description_id)
+            if not history:
+                query = query.where(S.Rating.is_current)
+            return [
+                RatingOut.model_validate(r, from_attributes=True)
+                for r in session.scalars(query.order_by(S.Rating.created_at, S.Rating.id))
+            ]
