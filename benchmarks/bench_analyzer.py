@@ -1,6 +1,7 @@
-"""Time the slow per-head reference (describer/reference.py) against the fast Analyzer.
+"""Time the paper's loop (describer/maps/reference.py, one head at a time) against the fast Analyzer.
 
-Both run in this one process on the same work: the salient operations of every head
+Both run in this one process on the same work, with the paper's exact recipe (``--source
+paper``): the salient operations of every head
 (top N=15 sources, k=5 mappings) and the scores of all 20 built-in operations.
 
 ``--model gpt2-small-random``: a GPT2LMHeadModel with GPT-2 small's shapes (12 layers x 12
@@ -33,8 +34,8 @@ import torch
 from describer.errors import HeadmapsError
 from describer.maps.analyzer import Analyzer
 from describer.maps.operations import builtin_operations, tokenize
-from describer.maps.reference import ReferenceModel, all_heads, reference_operation_scores, reference_salient
-from describer.maps.settings import AnalysisSettings, default_settings
+from describer.maps.reference import PaperReference, paper_operation_scores, paper_salient
+from describer.maps.settings import AnalysisSettings, SourceChoice
 
 
 def gpt2_small_random(seed: int) -> tuple[object, object]:
@@ -94,8 +95,6 @@ def main(argv: list[str] | None = None) -> int:
         help="heads the reference runs on (default: all for gpt2-small-random, 4 otherwise)",
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--source", choices=["embed", "mlp0", "embed+mlp0"], default=None)
-    parser.add_argument("--norms", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     args = parser.parse_args(argv)
@@ -121,9 +120,8 @@ def main(argv: list[str] | None = None) -> int:
 
     adapter = adapter_for(model)
     load_s = time.perf_counter() - t0
-    settings = default_settings(family)
-    update = {k: v for k, v in (("source", args.source), ("norms", args.norms)) if v is not None}
-    settings: AnalysisSettings = settings.model_copy(update=update)
+    # The reference is the paper's recipe: both sides run it.
+    settings: AnalysisSettings = SourceChoice.checked("paper").settings(family)
     ops, skipped = [], []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # operations with fewer than 30 usable pairs
@@ -158,23 +156,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  peak CUDA memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
 
     # --- reference -------------------------------------------------------------------------
-    heads = all_heads(adapter) if n_ref is None else spread_heads(L, H, n_ref)
+    heads = [(la, h) for la in range(L) for h in range(H)] if n_ref is None else spread_heads(L, H, n_ref)
     every = len(heads) == L * H
     setup_s = 0.0
     if not every:
         sync(device)
         t0 = time.perf_counter()
-        ReferenceModel(adapter, settings)
+        PaperReference(model)
         sync(device)
         setup_s = time.perf_counter() - t0
     print(f"reference on {len(heads)} of {L * H} heads" + ("" if every else f": {heads}"), flush=True)
     sync(device)
     t0 = time.perf_counter()
-    ref_heads = reference_salient(adapter, tokenizer, settings, heads=heads)
+    allowed = analyzer.readable_mask() if settings.readable_only else None
+    texts = [analyzer.token_text(i) for i in range(adapter.vocab_size)]
+    ref_heads = paper_salient(
+        model, texts, settings.top_tokens, settings.top_mappings, allowed=allowed, heads=heads
+    )
     sync(device)
     ref_salient_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ref_scores = reference_operation_scores(adapter, ops, settings, heads=heads)
+    ref_scores = paper_operation_scores(model, ops, heads=heads)
     sync(device)
     ref_scores_s = time.perf_counter() - t0
     ref_s = ref_salient_s + ref_scores_s

@@ -28,7 +28,7 @@ from describer.maps.operations import builtin_operations, single_token, tokenize
 from describer.maps.settings import AnalysisSettings
 
 CANDIDATES = [
-    AnalysisSettings(source=s, norms=n)
+    AnalysisSettings(source=s, mlp_norm=n, attn_norm=n, fold_norms=n)
     for s, n in itertools.product(("embed", "mlp0", "embed+mlp0"), (False, True))
 ]
 
@@ -53,7 +53,9 @@ def main() -> None:
     loaded.model.set_attn_implementation("eager")
     hidden = loaded.model(batch, output_hidden_states=True).hidden_states  # [L+1] of [n, T, d]
 
-    truth = Analyzer(adapter, tok, AnalysisSettings(source="embed", norms=True))
+    truth = Analyzer(
+        adapter, tok, AnalysisSettings(source="embed", mlp_norm=True, attn_norm=True, fold_norms=True)
+    )
     U = truth._unembed_chunk(0, truth.vocab_size)
     copy_op = tokenize(copying, tok, truth.vocab_size)
     layers = range(1, adapter.n_layers)
@@ -89,7 +91,7 @@ def main() -> None:
         _, (scores,) = an.analyze([copy_op], with_salient=False)
         best = max(max(row) for row in scores.scores)
         print(
-            f"{settings.source:<12}{str(settings.norms):<7}{float(torch.stack(overlaps).mean()):>11.3f}"
+            f"{settings.source:<12}{str(settings.fold_norms):<7}{float(torch.stack(overlaps).mean()):>11.3f}"
             f"{float(torch.stack(cosines).mean()):>9.3f}{best:>10.3f}{time.perf_counter() - t0:>7.1f}"
         )
 

@@ -15,7 +15,7 @@ from describer.maps.jobs import Warn, analyze_model, pick_device
 from describer.maps.loading import LoadedModel, load_model, resolve
 from describer.maps.operations import Operation, builtin_operations
 from describer.maps.results import AnalysisResult
-from describer.maps.settings import default_settings
+from describer.maps.settings import SourceChoice
 from store import Store, operation_hash
 from store.records import AnalysisIn, ModelInfo, OperationIn
 
@@ -40,12 +40,10 @@ def model_info(loaded: LoadedModel) -> ModelInfo:
 
 
 def settings_key(
-    family: str, source: str | None, norms: bool | None, top_tokens: int = 15, top_mappings: int = 5
+    family: str, choice: SourceChoice | None = None, top_tokens: int = 15, top_mappings: int = 5
 ) -> str:
     """The store key of the analysis settings ``analyze`` would use for a model of ``family``."""
-    settings = default_settings(family, top_tokens=top_tokens, top_mappings=top_mappings)
-    update = {k: v for k, v in (("source", source), ("norms", norms)) if v is not None}
-    return (settings.model_copy(update=update) if update else settings).key()
+    return (choice or SourceChoice()).settings(family, top_tokens=top_tokens, top_mappings=top_mappings).key()
 
 
 def pending_work(
@@ -86,7 +84,10 @@ def save_result(
         for op in operations
         if op.name in result.operations
     ]
-    data = AnalysisIn.model_validate({**result.model_dump(), "settings": settings})
+    skipped = {op.name: operation_hash(op.pairs) for op in operations if op.name in result.skipped_operations}
+    data = AnalysisIn.model_validate(
+        {**result.model_dump(), "settings": settings, "skipped_operations": skipped}
+    )
     return store.save_analysis(
         model_info(loaded), data, settings_key=key, operations=definitions, default_k=k is None
     )
@@ -112,8 +113,7 @@ def analyze_and_store(
     *,
     top_tokens: int = 15,
     top_mappings: int = 5,
-    source: str | None = None,
-    norms: bool | None = None,
+    choice: SourceChoice | None = None,
     device: str = "auto",
     k: int | None = None,
     everything: bool = False,
@@ -126,7 +126,7 @@ def analyze_and_store(
     if store is not None and not everything:
         family = stored_family(store, name)
         if family is not None:
-            key = settings_key(family, source, norms, top_tokens, top_mappings)
+            key = settings_key(family, choice, top_tokens, top_mappings)
             need_salient, todo = pending_work(store, name, key, operations, k)
             if not need_salient and not todo:
                 return Analyzed(name, None, key)
@@ -135,7 +135,7 @@ def analyze_and_store(
     need_salient, todo = True, list(operations)
     key = None
     if store is not None:
-        key = settings_key(loaded.family, source, norms, top_tokens, top_mappings)
+        key = settings_key(loaded.family, choice, top_tokens, top_mappings)
         if not everything:
             need_salient, todo = pending_work(store, loaded.name, key, operations, k)
             todo = todo or list(operations)  # salient mappings are computed along with some operation
@@ -144,8 +144,7 @@ def analyze_and_store(
         todo,
         top_tokens=top_tokens,
         top_mappings=top_mappings,
-        source=source,
-        norms=norms,
+        choice=choice,
         device=device,
         k=k,
         progress=progress,
@@ -176,5 +175,5 @@ def ensure_analysis(
     loaded = load_model(model, device=pick_device(device))
     operations = list(builtin_operations().values())
     result = analyze_model(model, operations, device=device, progress=progress, warn=warn, loaded=loaded)
-    save_result(store, loaded, result, settings_key(loaded.family, None, None), operations, None)
+    save_result(store, loaded, result, settings_key(loaded.family), operations, None)
     return name

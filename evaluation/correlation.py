@@ -13,24 +13,19 @@ in the bottom k), averaged over templates. It is computed twice:
   is forced alone, the rest of the model running as it does; for a source before the last
   position this equals forcing every head at once, since nothing before the last position changes.
 
-Pearson r between the static and the dynamic scores over all heads, per operation, is the
-paper's Table (median r without context 0.82–0.95 and with context 0.68–0.75 on GPT-2 xl,
+Pearson r between the static and the dynamic scores over all heads, per operation
+(``evaluation.correlation_stats``: over templates × heads as the paper's code computes it, with
+the template-averaged variant, the templates' own agreement and the within-layer r beside it),
+is the paper's Table (median r without context 0.82–0.95 and with context 0.68–0.75 on GPT-2 xl,
 Pythia 6.9B/12B and Llama-3.1-8B).
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import math
-import os
 import random
-import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from pathlib import Path
 
-import numpy as np
 import torch
 from jaxtyping import Float, Int
 from pydantic import BaseModel
@@ -40,7 +35,8 @@ from describer.maps.adapters.base import Adapter
 from describer.maps.analyzer import Analyzer
 from describer.maps.operations import TokenizedOperation
 from describer.maps.results import OperationScores
-from describer.maps.settings import AnalysisSettings
+from describer.maps.settings import NORM_PARTS, AnalysisSettings
+from evaluation.correlation_stats import CorrelationRow, Dynamic, correlation_row, medians, rows_csv
 from evaluation.hooks import head_hooks, run_captured
 
 Progress = Callable[[str, int, int], None]
@@ -54,48 +50,20 @@ TEMPLATES: tuple[tuple[str, str], ...] = (
 """The paper's four templates as (text before X, text after X); X is one leading-space token."""
 
 
-class CorrelationRow(BaseModel):
-    operation: str
-    category: str
-    n_pairs: int
-    """Pairs used (after the single-token filter and ``max_pairs``)."""
-    k: int
-    max_static: float
-    r_without_context: float | None
-    """Pearson r over heads; None (NaN) when a score vector is constant."""
-    r_with_context: float | None
-    suppression_r_without_context: float | None
-    suppression_r_with_context: float | None
-
-
 class CorrelationResult(BaseModel):
     model: str
     settings: dict[str, object]
     max_pairs: int | None
     rows: list[CorrelationRow]
     median_r_without_context: float | None
+    """Medians over operations of the rows' pooled r (and below, of the other statistics)."""
     median_r_with_context: float | None
-
-
-class Dynamic(BaseModel):
-    """Dynamic scores of one operation, ``[layer][head]``."""
-
-    with_context: list[list[float]]
-    without_context: list[list[float]]
-    suppression_with_context: list[list[float]]
-    suppression_without_context: list[list[float]]
-
-
-def pearson(a: Sequence[float], b: Sequence[float]) -> float:
-    """Pearson r; NaN when either vector is constant (r is undefined there)."""
-    x, y = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
-    if len(x) != len(y):
-        raise ValueError("vectors differ in length")
-    x, y = x - x.mean(), y - y.mean()
-    denom = math.sqrt(float((x * x).sum()) * float((y * y).sum()))
-    if denom == 0.0 or len(x) < 2:
-        return math.nan
-    return float((x * y).sum() / denom)
+    median_r_without_context_averaged: float | None = None
+    median_r_with_context_averaged: float | None = None
+    median_ceiling_without_context: float | None = None
+    median_ceiling_with_context: float | None = None
+    median_within_layer_r_without_context: float | None = None
+    median_within_layer_r_with_context: float | None = None
 
 
 def cap_pairs(op: TokenizedOperation, max_pairs: int | None, seed: int = 0) -> TokenizedOperation:
@@ -122,9 +90,9 @@ def template_ids(tokenizer: object, template: tuple[str, str], x: int) -> tuple[
 
 def output_side(adapter: Adapter, settings: AnalysisSettings, index: slice | Tensor) -> Float[Tensor, "d c"]:
     """Columns ``index`` of the output side MAPS uses: ``U`` with the final norm's scale (and
-    LayerNorm's centring) folded in when ``settings.norms``, else ``U`` as is."""
+    LayerNorm's centring) folded in when ``settings.fold_norms``, else ``U`` as is."""
     u = adapter.unembedding_module().weight[index].float().T
-    if not settings.norms:
+    if not settings.fold_norms:
         return u
     final = adapter.final_norm()
     u = u * final.weight.to(u.device)[:, None]
@@ -134,7 +102,7 @@ def output_side(adapter: Adapter, settings: AnalysisSettings, index: slice | Ten
 def output_W_O(adapter: Adapter, settings: AnalysisSettings, layer: int) -> Float[Tensor, "H hd d"]:
     """``W_O`` as the static analysis projects it (post-attention norm folded with norms)."""
     lw = adapter.layer(layer)
-    return lw.W_O_folded() if settings.norms else lw.W_O
+    return lw.W_O_folded() if settings.fold_norms else lw.W_O
 
 
 @torch.inference_mode()
@@ -266,40 +234,18 @@ def dynamic_scores(
     for op in ops:
         sel = slice(offset, offset + op.n_pairs)
         offset += op.n_pairs
-        # mean over pairs per template, then over templates (equal counts: the same as one mean)
-        h, s = hits[..., sel].float().mean(-1).mean(-1), supp[..., sel].float().mean(-1).mean(-1)
+        # per template: the fraction of the operation's pairs, [L, H, condition, T] -> [T, L, H]
+        h = hits[..., sel].float().mean(-1).permute(2, 3, 0, 1)
+        s = supp[..., sel].float().mean(-1).permute(2, 3, 0, 1)
         out.append(
             Dynamic(
-                with_context=h[:, :, 0].tolist(),
-                without_context=h[:, :, 1].tolist(),
-                suppression_with_context=s[:, :, 0].tolist(),
-                suppression_without_context=s[:, :, 1].tolist(),
+                with_context=h[0].tolist(),
+                without_context=h[1].tolist(),
+                suppression_with_context=s[0].tolist(),
+                suppression_without_context=s[1].tolist(),
             )
         )
     return out
-
-
-def correlation_row(static: OperationScores, dyn: Dynamic) -> CorrelationRow:
-    def r(a: list[list[float]], b: list[list[float]]) -> float | None:
-        value = pearson(np.asarray(a).ravel(), np.asarray(b).ravel())
-        return None if math.isnan(value) else round(value, 6)
-
-    return CorrelationRow(
-        operation=static.name,
-        category=static.category,
-        n_pairs=static.n_pairs,
-        k=static.k,
-        max_static=max(max(row) for row in static.scores),
-        r_without_context=r(static.scores, dyn.without_context),
-        r_with_context=r(static.scores, dyn.with_context),
-        suppression_r_without_context=r(static.suppression, dyn.suppression_without_context),
-        suppression_r_with_context=r(static.suppression, dyn.suppression_with_context),
-    )
-
-
-def median(values: Sequence[float | None]) -> float | None:
-    finite = [v for v in values if v is not None and math.isfinite(v)]
-    return statistics.median(finite) if finite else None
 
 
 def run_correlation(
@@ -321,61 +267,13 @@ def run_correlation(
     rows = [correlation_row(s, d) for s, d in zip(static, dyn, strict=True)]
     result = CorrelationResult(
         model=loaded.name,  # type: ignore[attr-defined]
-        settings={**settings.model_dump(include={"source", "norms"}), "family": loaded.family},  # type: ignore[attr-defined]
+        settings={**settings.model_dump(include={"source", *NORM_PARTS}), "family": loaded.family},  # type: ignore[attr-defined]
         max_pairs=max_pairs,
         rows=rows,
-        median_r_without_context=median([r.r_without_context for r in rows]),
-        median_r_with_context=median([r.r_with_context for r in rows]),
+        **medians(rows),
     )
     return result, static, dyn
 
 
-# --- output ----------------------------------------------------------------------------------
-
-CSV_COLUMNS = (
-    "category",
-    "operation",
-    "n_pairs",
-    "k",
-    "max_static",
-    "r_without_context",
-    "r_with_context",
-    "suppression_r_without_context",
-    "suppression_r_with_context",
-)
-
-
 def to_csv(result: CorrelationResult) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for row in result.rows:
-        data = row.model_dump()
-        writer.writerow(["" if data[c] is None else data[c] for c in CSV_COLUMNS])
-    return buffer.getvalue()
-
-
-def paper_dir() -> Path | None:
-    """The paper's published tables: ``HEADMAPS_PAPER_DIR``, else ``shared/paper`` beside the repo."""
-    env = os.environ.get("HEADMAPS_PAPER_DIR")
-    candidates = [Path(env)] if env else []
-    here = Path(__file__).resolve().parent.parent
-    candidates += [here.parent / "shared" / "paper", here / "shared" / "paper"]
-    return next((p for p in candidates if p.is_dir()), None)
-
-
-def paper_medians() -> dict[str, tuple[float | None, float | None]]:
-    """Per model in the paper: (median r without context, median r with context)."""
-    folder = paper_dir()
-    if folder is None:
-        return {}
-    out = {}
-    for path in sorted(folder.glob("correlation_*.csv")):
-        with path.open(encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-
-        def col(name: str, rows: list[dict[str, str]] = rows) -> float | None:
-            return median([float(r[name]) for r in rows if r.get(name, "").strip()])
-
-        out[path.stem.removeprefix("correlation_")] = (col("r_without_context"), col("r_with_context"))
-    return out
+    return rows_csv(result.rows)

@@ -13,8 +13,10 @@ from describer.maps.analyzer import Analyzer, Progress
 from describer.maps.jobs import Warn, pick_device, settings_for, tokenize_all
 from describer.maps.loading import LoadedModel, load_model
 from describer.maps.operations import Operation
+from describer.maps.settings import AnalysisSettings, SourceChoice
 from evaluation.causal import CausalResult, run_causal
 from evaluation.correlation import CorrelationResult, run_correlation
+from evaluation.correlation_stats import MEDIANS
 from store import Store
 
 ROW_KEYS = (
@@ -26,13 +28,21 @@ ROW_KEYS = (
     "r_with_context",
     "suppression_r_without_context",
     "suppression_r_with_context",
+    "r_without_context_averaged",
+    "r_with_context_averaged",
+    "ceiling_without_context",
+    "ceiling_with_context",
+    "within_layer_r_without_context",
+    "within_layer_r_with_context",
 )
 """The columns of a correlation row that the JSON output and the stored run keep."""
 
 
-def _load(model: str | None, device: str, source: str | None, norms: bool | None) -> tuple[LoadedModel, Any]:
+def _load(
+    model: str | None, device: str, choice: SourceChoice | None
+) -> tuple[LoadedModel, AnalysisSettings]:
     loaded = load_model(model, device=pick_device(device))
-    return loaded, settings_for(loaded, source, norms)
+    return loaded, settings_for(loaded, choice)
 
 
 def correlation_experiment(
@@ -40,17 +50,19 @@ def correlation_experiment(
     operations: Sequence[Operation],
     *,
     k: int | None = None,
-    source: str | None = None,
-    norms: bool | None = None,
+    choice: SourceChoice | None = None,
     device: str = "auto",
     max_pairs: int | None = 50,
     batch_size: int = 64,
     progress: Progress | None = None,
     warn: Warn = print,
+    strict: bool = False,
 ) -> tuple[LoadedModel, CorrelationResult]:
-    """Static vs dynamic scores of every head on each operation (``run_correlation``)."""
-    loaded, settings = _load(model, device, source, norms)
-    tokenized = tokenize_all(operations, loaded, k, warn, strict=len(operations) == 1)
+    """Static vs dynamic scores of every head on each operation (``run_correlation``). With
+    ``strict`` (a user's own operations) an operation without usable pairs is an error, else it
+    is skipped with a warning."""
+    loaded, settings = _load(model, device, choice)
+    tokenized = tokenize_all(operations, loaded, k, warn, strict=strict or len(operations) == 1)
     result, _, _ = run_correlation(
         loaded, tokenized, settings, max_pairs=max_pairs, batch_size=batch_size, progress=progress
     )
@@ -61,8 +73,7 @@ def correlation_payload(result: CorrelationResult) -> dict[str, Any]:
     """The rows and medians, as ``evaluate correlation --json`` prints and the store keeps them."""
     return {
         "rows": [row.model_dump(include=set(ROW_KEYS)) for row in result.rows],
-        "median_r_without_context": result.median_r_without_context,
-        "median_r_with_context": result.median_r_with_context,
+        **{f"median_{name}": getattr(result, f"median_{name}") for name in MEDIANS},
     }
 
 
@@ -91,8 +102,7 @@ def causal_experiment(
     control: Operation,
     *,
     k: int | None = None,
-    source: str | None = None,
-    norms: bool | None = None,
+    choice: SourceChoice | None = None,
     device: str = "auto",
     max_heads: int = 8,
     seeds: int = 3,
@@ -102,7 +112,7 @@ def causal_experiment(
     warn: Warn = print,
 ) -> CausalResult:
     """Ablate the operation's top heads by static score (``run_causal``)."""
-    loaded, settings = _load(model, device, source, norms)
+    loaded, settings = _load(model, device, choice)
     tok_op, tok_ctl = tokenize_all([operation, control], loaded, k, warn, strict=True)
     analyzer = Analyzer(loaded.adapter, loaded.tokenizer, settings, device=loaded.model.device)
     _, (scores,) = analyzer.analyze([tok_op], with_salient=False, progress=progress)

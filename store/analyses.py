@@ -24,6 +24,7 @@ from store.records import (
     OperationScoreOut,
     SalientOut,
 )
+from store.writes import SKIPPED
 
 
 class Analyses(StoreBase):
@@ -127,7 +128,8 @@ class Analyses(StoreBase):
         self, model: str, settings_key: str, k: int | None = None
     ) -> set[tuple[str, str]]:
         """(name, pairs hash) of operations scored under ``settings_key``: with their default k
-        when ``k`` is None, else with that k."""
+        when ``k`` is None, else with that k; and those recorded as having no usable pair for
+        the model's tokenizer (whatever k)."""
         with self.read() as session:
             model_row = session.scalar(select(S.Model).where(S.Model.name == model))
             analysis = model_row and self._analysis(session, model_row, settings_key)
@@ -140,7 +142,8 @@ class Analyses(StoreBase):
                 .where(S.OperationScore.default_k if k is None else S.OperationScore.k == k)
                 .distinct()
             )
-            return {(name, digest) for name, digest in session.execute(query)}
+            scored = {(name, digest) for name, digest in session.execute(query)}
+            return scored | set(analysis.settings.get(SKIPPED, {}).items())
 
     def stored_operations(self, model: str, settings_key: str, k: int | None = None) -> set[str]:
         """Names of the operations scored under ``settings_key`` (see ``stored_operation_keys``)."""

@@ -88,6 +88,9 @@ class AnalysisIn(_In):
     settings: dict[str, Any]
     heads: list[HeadSalientIn] = []
     operations: dict[str, OperationScoresIn] = {}
+    skipped_operations: dict[str, str] = {}
+    """Operations with no usable pair for this model's tokenizer: name -> pairs hash. Recorded
+    (in the analysis' settings) so that a re-run counts them as done instead of failing on them."""
 
 
 class DescriptionIn(_In):

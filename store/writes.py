@@ -18,6 +18,9 @@ from store import tables as S
 from store.base import StoreBase, operation_hash, utcnow
 from store.records import AnalysisIn, ModelInfo, OperationIn
 
+SKIPPED = "skipped_operations"
+"""The key of the analysis settings under which operations without usable pairs are recorded."""
+
 
 def bulk_insert(conn: Connection, table: Table, columns: Sequence[str], rows: list[tuple]) -> None:
     """``executemany`` of positional rows straight to the driver."""
@@ -113,6 +116,10 @@ def save_analysis(
                 model_id=model.id, settings_key=settings_key, settings=data.settings, created_at=utcnow()
             )
             session.add(analysis)
+            session.flush()
+        if data.skipped_operations:
+            skipped = {**analysis.settings.get(SKIPPED, {}), **data.skipped_operations}
+            analysis.settings = {**analysis.settings, SKIPPED: skipped}  # a new dict: the JSON is rewritten
             session.flush()
         conn = session.connection()
 

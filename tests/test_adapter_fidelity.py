@@ -165,12 +165,12 @@ def test_mlp0(r: Run) -> None:
     expected_in = r.residual[0] if parallel else r.residual[0] + attn_block_out(r, 0)
     assert_close(x, expected_in, "pre-MLP residual")
     assert_close(a.mlp0_pre_norm()(x), r.captured[("mlp", 0, "in")], "pre-MLP norm")
-    assert_close(a.mlp0(x, norms=True), mlp_block_out(r, 0), "mlp0 with norms")
+    assert_close(a.mlp0(x, pre_norm=True, post_norm=True), mlp_block_out(r, 0), "mlp0 with norms")
     assert (a.mlp0_post_norm() is not None) == (r.fam.mlp_post_norm is not None)
     y = torch.randn(5, a.d_model, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         raw = r.fam.mlp(r.fam.block(r.model, 0))(y)
-        assert_close(a.mlp0(y, norms=False), raw, "mlp0 without norms")
+        assert_close(a.mlp0(y, pre_norm=False, post_norm=False), raw, "mlp0 without norms")
 
 
 def test_qk_weights(r: Run) -> None:

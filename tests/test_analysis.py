@@ -20,9 +20,9 @@ from torch import nn
 from describer.maps.adapters import adapter_for
 from describer.maps.analyzer import Analyzer
 from describer.maps.operations import Operation, TokenizedOperation, tokenize
-from describer.maps.reference import readable_tokens, reference_operation_scores, reference_salient
 from describer.maps.results import HeadSalient, OperationScores
 from describer.maps.settings import AnalysisSettings
+from tests._slow_maps import readable_tokens, reference_operation_scores, reference_salient
 from tests.conftest import UNREADABLE_TOKENS, WORD_TOKENIZER_WORDS, letter_words
 
 CHUNK = 2048
@@ -129,7 +129,7 @@ def test_fast_equals_reference(family_model, word_tokenizer, source: str, norms:
     adapter = adapter_for(model)
     assert adapter.vocab_size == len(word_tokenizer) > 2 * 1024
     ops = make_ops(word_tokenizer, adapter.vocab_size)
-    settings = AnalysisSettings(source=source, norms=norms)
+    settings = AnalysisSettings(source=source, mlp_norm=norms, attn_norm=norms, fold_norms=norms)
     analyzer = Analyzer(adapter, word_tokenizer, settings, chunk_elements=CHUNK)
     chunks = []
     unembed_chunk = analyzer._unembed_chunk
@@ -200,7 +200,7 @@ def test_planted_heads(word_tokenizer, norms: bool) -> None:
         warnings.simplefilter("ignore")  # fewer than 30 pairs
         op = Operation(name="planted", category="custom", pairs=tuple(pairs))
         ops = [tokenize(op, word_tokenizer, adapter.vocab_size, k=k) for k in (1, 10)]
-    settings = AnalysisSettings(source="embed", norms=norms)
+    settings = AnalysisSettings(source="embed", mlp_norm=norms, attn_norm=norms, fold_norms=norms)
     analyzer = Analyzer(adapter, word_tokenizer, settings, chunk_elements=CHUNK)
     _, scores = analyzer.analyze(ops, with_salient=False)
     assert_same_scores(scores, reference_operation_scores(adapter, ops, settings))
@@ -234,7 +234,9 @@ def test_readable_only(word_tokenizer, readable_only: bool) -> None:
         rows = left[:, 0] + 0.1 * torch.randn(N_SPECIAL, adapter.d_model, generator=gen) / 8
         model.model.embed_tokens.weight[:N_SPECIAL] = rows
         model.lm_head.weight[:N_SPECIAL] *= 20  # huge logits, of either sign, from every head
-    settings = AnalysisSettings(source="embed", norms=False, readable_only=readable_only)
+    settings = AnalysisSettings(
+        source="embed", mlp_norm=False, attn_norm=False, fold_norms=False, readable_only=readable_only
+    )
     analyzer = Analyzer(adapter, word_tokenizer, settings, chunk_elements=CHUNK)
     assert torch.equal(analyzer.readable_mask(), readable_tokens(word_tokenizer, adapter.vocab_size))
     assert set((~analyzer.readable_mask()).nonzero().flatten().tolist()) == unreadable

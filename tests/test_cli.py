@@ -183,8 +183,8 @@ def test_analyze_json(tiny_dir: Path, out_dir: Path) -> None:
     assert f"{N_LAYERS * N_HEADS} heads analysed" in result.stdout
     assert os.listdir(out_dir) == ["tiny.json"]  # no temporary file left beside it
     data = json.loads(out.read_text(encoding="utf-8"))
-    assert set(data) == {"model", "settings", "heads", "operations"}
-    assert data["model"] == "tiny-llama"
+    assert set(data) == {"model", "settings", "heads", "operations", "skipped_operations"}
+    assert data["model"] == "tiny-llama" and data["skipped_operations"] == []
     settings = data["settings"]
     assert settings["top_tokens"] == 3 and settings["top_mappings"] == 2
     assert settings["family"] == "llama" and settings["device"] == "cpu"
@@ -255,7 +255,9 @@ def test_analyze_skips_operation_without_usable_pairs(tiny_dir: Path, out_dir: P
     )
     assert_ok(result)
     assert "warning:" in result.stderr and "year_to_following" in result.stderr
-    assert set(json.loads(out.read_text())["operations"]) == {"general_copying"}
+    written = json.loads(out.read_text())
+    assert set(written["operations"]) == {"general_copying"}
+    assert written["skipped_operations"] == ["year_to_following"]
 
 
 def test_analyze_without_json_writes_nothing(tiny_dir: Path, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001

@@ -92,7 +92,7 @@ def test_architecture_transformers_cannot_load(t5_dir: Path, out_dir: Path) -> N
     ("name", "text", "fragment"),
     [
         ("bad.json", '[["cat", "cats"],\n["dog" "dogs"]]', "invalid JSON at line 2"),
-        ("shape.json", '{"cat": "cats"}', "expected a JSON list of [source, target] string pairs"),
+        ("shape.json", '{"cat": 3}', "expected a JSON list of [source, target] string pairs"),
         ("three.csv", "cat,cats\ndog,dogs,puppies\n", "line 2 does not have exactly two columns"),
         ("empty.csv", "", "empty"),
         ("empty.json", "", "empty"),

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from torch import Tensor, nn
@@ -25,7 +23,7 @@ from describer.maps.loading import load_model
 from describer.maps.operations import builtin_operations, single_token, tokenize
 from describer.maps.settings import AnalysisSettings
 from evaluation.causal import fewshot_prompts, run_causal
-from evaluation.correlation import TEMPLATES, correlation_row, pearson, run_correlation, template_ids
+from evaluation.correlation import TEMPLATES, run_correlation, template_ids
 from evaluation.hooks import head_contributions, head_hooks, run_captured
 from tests._fidelity import FAMILIES, VOCAB, assert_close, build, proj_rows
 from tests._real import real_model
@@ -156,37 +154,6 @@ def test_stop_after_last_layer_captures_the_same() -> None:
 # --- Pearson ---------------------------------------------------------------------------------
 
 
-def test_pearson() -> None:
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=50), rng.normal(size=50)
-    assert pearson(x, y) == pytest.approx(np.corrcoef(x, y)[0, 1], abs=1e-12)
-    assert pearson(x, 3 * x + 1) == pytest.approx(1.0)
-    assert pearson(x, -x) == pytest.approx(-1.0)
-    assert math.isnan(pearson(x, np.zeros(50)))
-    assert math.isnan(pearson(np.ones(3), np.ones(3)))
-    with pytest.raises(ValueError):
-        pearson([1, 2], [1, 2, 3])
-
-
-def test_constant_scores_give_null_r() -> None:
-    from describer.maps.results import OperationScores
-    from evaluation.correlation import Dynamic
-
-    static = OperationScores(
-        name="x", category="custom", k=1, n_pairs=3, scores=[[0.0, 1.0]], suppression=[[0.0, 0.0]]
-    )
-    dyn = Dynamic(
-        with_context=[[0.0, 0.5]],
-        without_context=[[0.2, 0.2]],
-        suppression_with_context=[[0.0, 1.0]],
-        suppression_without_context=[[0.0, 1.0]],
-    )
-    row = correlation_row(static, dyn)
-    assert row.r_with_context == pytest.approx(1.0)
-    assert row.r_without_context is None and row.suppression_r_with_context is None
-    assert row.max_static == 1.0
-
-
 # --- a planted head ----------------------------------------------------------------------------
 
 PAIRS = builtin_operations()["country_to_capital"].pairs[:10]
@@ -238,11 +205,13 @@ def test_planted_head_static_and_dynamic(planted_dir: Path, norms: bool) -> None
     with pytest.warns(UserWarning, match="only 10"):
         op = tokenize(builtin_operations()["country_to_capital"], loaded.tokenizer, loaded.adapter.vocab_size)
     assert op.n_pairs == 10 and op.k == 10
-    settings = AnalysisSettings(source="embed", norms=norms)
+    settings = AnalysisSettings(source="embed", mlp_norm=norms, attn_norm=norms, fold_norms=norms)
     result, (static,), (dyn,) = run_correlation(loaded, [op], settings, max_pairs=None, batch_size=7)
     assert static.scores[0][0] == 1.0
-    assert dyn.without_context[0][0] == 1.0
-    assert static.suppression[0][0] == 0.0 and dyn.suppression_without_context[0][0] == 0.0
+    assert len(dyn.without_context) == len(TEMPLATES)  # [template][layer][head]
+    assert all(grid[0][0] == 1.0 for grid in dyn.without_context)
+    assert static.suppression[0][0] == 0.0
+    assert all(grid[0][0] == 0.0 for grid in dyn.suppression_without_context)
     flat = [s for row in static.scores for s in row]
     assert sum(s == 1.0 for s in flat) == 1  # only the planted head implements it fully
     (row,) = result.rows
@@ -276,7 +245,8 @@ def test_cli_correlation_json_and_csv(planted_dir: Path, tmp_path: Path) -> None
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     assert len(lines) == 1
     payload = json.loads(lines[0])
-    assert set(payload) == {"model", "rows", "median_r_without_context", "median_r_with_context"}
+    assert {"model", "rows", "median_r_without_context", "median_r_with_context"} <= set(payload)
+    assert {"median_ceiling_with_context", "median_within_layer_r_with_context"} <= set(payload)
     (row,) = payload["rows"]  # general_copying has no usable pair here: skipped with a warning
     assert set(row) == {
         "operation",
@@ -287,9 +257,16 @@ def test_cli_correlation_json_and_csv(planted_dir: Path, tmp_path: Path) -> None
         "r_with_context",
         "suppression_r_without_context",
         "suppression_r_with_context",
+        "r_without_context_averaged",
+        "r_with_context_averaged",
+        "ceiling_without_context",
+        "ceiling_with_context",
+        "within_layer_r_without_context",
+        "within_layer_r_with_context",
     }
     assert row["operation"] == "country_to_capital" and row["n_pairs"] == 10
     assert payload["median_r_without_context"] == row["r_without_context"]
+    assert row["r_without_context_averaged"] is not None
     # planted head: static 1, suppression 0 everywhere for it -> suppression r may be null
     assert csv_path.read_text().splitlines()[0].startswith("category,operation,n_pairs")
     # The table is recorded in the store as a finished evaluate run, which the report shows.
@@ -363,3 +340,24 @@ def test_real_gemma_hooks_and_correlation() -> None:
     result, _, _ = run_correlation(loaded, [op], default_settings(loaded.family), max_pairs=8)
     (row,) = result.rows
     assert row.n_pairs == 8 and row.r_without_context is not None and row.r_without_context > 0
+
+
+def test_cli_correlation_on_a_directory_of_pairs_files(planted_dir: Path, tmp_path: Path) -> None:
+    data = tmp_path / "datasets"
+    data.mkdir()
+    (data / "capitals.json").write_text(json.dumps([list(p) for p in PAIRS]), encoding="utf-8")
+    args = ["evaluate", "correlation", str(planted_dir), "--source", "embed", "--json", "--no-store"]
+    result = runner.invoke(cli.app, [*args, "--pairs", str(data), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout.strip().splitlines()[-1])["rows"]
+    assert (row["operation"], row["n_pairs"]) == ("capitals", 10) and row["r_without_context"] > 0.9
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (data / "unusable.json").write_text(json.dumps([["zzqx", "qqzz"]] * 3), encoding="utf-8")
+    for bad, fragment in (
+        (empty, "no .json or .csv pairs files"),
+        (data / "unusable.json", "no usable pairs"),
+    ):
+        failed = runner.invoke(cli.app, [*args, "--pairs", str(bad), "--device", "cpu"])
+        assert failed.exit_code == 2, failed.output
+        assert fragment in failed.stderr and "Traceback" not in failed.output

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from describer.errors import HeadmapsError
-from describer.maps.operations import load_pairs_file
+from describer.maps.operations import load_pairs_file, load_pairs_paths
 
 # --- pairs files -----------------------------------------------------------------------------------
 
@@ -85,7 +85,44 @@ def test_invalid_json_reports_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "payload",
     [
-        {"cat": "cats"},
+        {"cat": "cats", "dog": ["dogs", "doggies"]},
+        [{"source": "cat", "target": "cats"}, {"source": "dog", "target": "dogs"}, ["dog", "doggies"]],
+        [
+            {"subject": "cat", "object": "cats", "id": 1},
+            {"subject": "dog", "object": "dogs"},
+            ["dog", "doggies"],
+        ],
+    ],
+)
+def test_other_json_shapes_of_pairs(tmp_path: Path, payload: object) -> None:
+    op = load_pairs_file(write(tmp_path / "plural.json", json.dumps(payload)))
+    assert op.name == "plural" and set(op.pairs) >= {("cat", "cats"), ("dog", "dogs"), ("dog", "doggies")}
+
+
+def test_directories_of_pairs_files(tmp_path: Path) -> None:
+    data = tmp_path / "datasets"
+    data.mkdir()
+    write(data / "b_plural.json", json.dumps([["cat", "cats"]]))
+    write(data / "a_past.csv", "walk,walked\n")
+    write(data / "notes.txt", "not a pairs file")
+    single = write(tmp_path / "c_other.json", json.dumps({"big": "bigger"}))
+    ops = load_pairs_paths([data, single])
+    assert [op.name for op in ops] == ["a_past", "b_plural", "c_other"]
+    assert ops[0].pairs == (("walk", "walked"),)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(HeadmapsError, match="no .json or .csv pairs files"):
+        load_pairs_paths([empty])
+    with pytest.raises(HeadmapsError, match="name the same operation: b_plural"):
+        load_pairs_paths([data, data / "b_plural.json"])
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"cat": 3},
+        {"cat": []},
+        [{"source": "cat"}],
         ["cat", "cats"],
         [["cat", "cats", "catty"]],
         [["cat"]],

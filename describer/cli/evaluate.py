@@ -12,9 +12,20 @@ import typer
 from rich.table import Table
 
 from describer.cli.console import check_parent, err, out, progress, user_errors, warn, write_atomic
-from describer.cli.options import DbOpt, DeviceOpt, ModelArg, NormsOpt, SourceOpt
+from describer.cli.options import (
+    AttnNormOpt,
+    DbOpt,
+    DeviceOpt,
+    FoldNormsOpt,
+    MlpNormOpt,
+    ModelArg,
+    NormsOpt,
+    SourceOpt,
+)
 from describer.errors import HeadmapsError
-from describer.maps.operations import select_operations
+from describer.maps.operations import load_pairs_paths, select_operations
+from describer.maps.settings import SourceChoice, describe_norms
+from evaluation.correlation_stats import paper_medians
 from store import open_store
 
 
@@ -25,12 +36,22 @@ def _fmt(value: float | None) -> str:
 def correlation(
     model: ModelArg = None,
     operations: Annotated[str, typer.Option(help="all, or comma-separated operation names.")] = "all",
+    pairs: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Your own operations instead of the built-in ones: a pairs file (as for `score --pairs`; "
+            "its stem names the operation) or a directory of them. Repeatable."
+        ),
+    ] = None,
     max_pairs: Annotated[
         int, typer.Option(min=0, help="Pairs per operation (a fixed random sample); 0 for all.")
     ] = 50,
     k: Annotated[int | None, typer.Option(min=1, help="Override every operation's k.")] = None,
     source: SourceOpt = None,
     norms: NormsOpt = None,
+    mlp_norm: MlpNormOpt = None,
+    attn_norm: AttnNormOpt = None,
+    fold_norms: FoldNormsOpt = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Prompts per forward pass.")] = 64,
     device: DeviceOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
@@ -46,30 +67,33 @@ def correlation(
     last position is projected to the vocabulary with its real attention (with context) and with
     its attention forced onto the source word (without context)."""
     # torch and transformers take seconds to import: only the commands that run a model load them.
-    from evaluation.correlation import paper_medians, to_csv
+    from evaluation.correlation import to_csv
     from evaluation.experiments import correlation_experiment, correlation_payload, record_correlation
 
     with user_errors():
-        ops = select_operations(operations)
+        choice = SourceChoice.checked(
+            source, norms=norms, mlp_norm=mlp_norm, attn_norm=attn_norm, fold_norms=fold_norms
+        )
+        ops = load_pairs_paths(pairs) if pairs else select_operations(operations)
         check_parent(csv_path)
         with progress() as report:
             loaded, result = correlation_experiment(
                 model,
                 ops,
                 k=k,
-                source=source,
-                norms=norms,
+                choice=choice,
                 device=device,
                 max_pairs=max_pairs or None,
                 batch_size=batch_size,
                 progress=report,
                 warn=warn,
+                strict=bool(pairs),
             )
         if csv_path is not None:
             write_atomic(csv_path, to_csv(result))
         if not no_store:
             with open_store(db) as store:
-                record_correlation(store, loaded, result, operations, max_pairs)
+                record_correlation(store, loaded, result, "pairs" if pairs else operations, max_pairs)
         undefined = [
             r.operation
             for r in result.rows
@@ -93,12 +117,11 @@ def correlation(
         s = result.settings
         table = Table(
             title=f"{result.model}: static vs dynamic scores (source {s['source']}, "
-            f"{'norms' if s['norms'] else 'no norms'}, ≤{max_pairs or 'all'} pairs)"
+            f"{describe_norms(s)}, ≤{max_pairs or 'all'} pairs)"
         )
-        for column in ("category", "operation", "pairs", "k", "max static", "r w/o ctx", "r with ctx"):
+        columns = ("category", "operation", "pairs", "k", "max static", "r w/o ctx", "r with ctx")
+        for column in (*columns, "ceiling w/o", "ceiling with", "suppr. r w/o", "suppr. r with"):
             table.add_column(column, justify="left" if column in ("category", "operation") else "right")
-        table.add_column("suppr. r w/o", justify="right")
-        table.add_column("suppr. r with", justify="right")
         for r in sorted(result.rows, key=lambda r: (r.category, r.operation)):
             table.add_row(
                 r.category,
@@ -108,6 +131,8 @@ def correlation(
                 f"{r.max_static:.2f}",
                 _fmt(r.r_without_context),
                 _fmt(r.r_with_context),
+                _fmt(r.ceiling_without_context),
+                _fmt(r.ceiling_with_context),
                 _fmt(r.suppression_r_without_context),
                 _fmt(r.suppression_r_with_context),
             )
@@ -115,11 +140,21 @@ def correlation(
         medians = Table(title="Median r over operations")
         for column in ("model", "without context", "with context"):
             medians.add_column(column)
-        medians.add_row(
-            f"[bold]{result.model}[/] (ours)",
-            _fmt(result.median_r_without_context),
-            _fmt(result.median_r_with_context),
-        )
+        for label, without, with_ in (
+            ("r over templates × heads", result.median_r_without_context, result.median_r_with_context),
+            (
+                "r, template-averaged",
+                result.median_r_without_context_averaged,
+                result.median_r_with_context_averaged,
+            ),
+            (
+                "within-layer r",
+                result.median_within_layer_r_without_context,
+                result.median_within_layer_r_with_context,
+            ),
+            ("template ceiling", result.median_ceiling_without_context, result.median_ceiling_with_context),
+        ):
+            medians.add_row(f"[bold]{result.model}[/] {label}", _fmt(without), _fmt(with_))
         paper = paper_medians()
         for name, (without, with_) in paper.items():
             medians.add_row(f"{name} (paper)", _fmt(without), _fmt(with_))
@@ -143,6 +178,9 @@ def causal(
     k: Annotated[int | None, typer.Option(min=1, help="k of the static scores that rank the heads.")] = None,
     source: SourceOpt = None,
     norms: NormsOpt = None,
+    mlp_norm: MlpNormOpt = None,
+    attn_norm: AttnNormOpt = None,
+    fold_norms: FoldNormsOpt = None,
     device: DeviceOpt = "auto",
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Directory for the CSV and the PNG plot.")
@@ -156,6 +194,9 @@ def causal(
     from evaluation.experiments import causal_experiment
 
     with user_errors():
+        choice = SourceChoice.checked(
+            source, norms=norms, mlp_norm=mlp_norm, attn_norm=attn_norm, fold_norms=fold_norms
+        )
         if not operation:
             raise HeadmapsError("give --operation NAME")
         control = control or ("country_to_capital" if operation != "country_to_capital" else "name_copying")
@@ -171,8 +212,7 @@ def causal(
                 op,
                 ctl,
                 k=k,
-                source=source,
-                norms=norms,
+                choice=choice,
                 device=device,
                 max_heads=max_heads,
                 seeds=seeds,

@@ -16,11 +16,27 @@ DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 SourceOpt = Annotated[
     str | None,
     typer.Option(
-        help="Source representation for layers > 0: embed, mlp0 or embed+mlp0. Default: per family."
+        help="Source representation: embed, mlp0, embed+mlp0, residual (the stream entering each layer "
+        "when the model reads [BOS, token]), or paper (the MAPS code's exact recipe). Default: per family."
     ),
 ]
 NormsOpt = Annotated[
-    bool | None, typer.Option("--norms/--no-norms", help="Fold the model's norms in. Default: per family.")
+    bool | None,
+    typer.Option("--norms/--no-norms", help="All three norm parts below on or off. Default: per family."),
+]
+MlpNormOpt = Annotated[
+    bool | None,
+    typer.Option("--mlp-norm/--no-mlp-norm", help="Block 0's norms around its MLP (mlp0 sources)."),
+]
+AttnNormOpt = Annotated[
+    bool | None,
+    typer.Option("--attn-norm/--no-attn-norm", help="The layer's pre-attention norm on the source."),
+]
+FoldNormsOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--fold-norms/--no-fold-norms", help="Fold the post-attention and final norms into W_O and W_U."
+    ),
 ]
 DbOpt = Annotated[
     str | None,

@@ -16,6 +16,7 @@ from describer.cli.console import check_parent, out, user_errors, write_atomic
 from describer.cli.options import DbOpt
 from describer.errors import HeadmapsError
 from describer.maps.loading import DEFAULT_MODEL
+from describer.maps.settings import NORM_PARTS
 from store import export_store, import_file, open_store
 from store.db import code_head, current_revision, upgrade_schema
 from store.engine import default_url, make_engine
@@ -151,7 +152,8 @@ def show(
 def _print_head(view: HeadView) -> None:
     out.print(f"[bold]{escape(view.model)} head {view.layer}.{view.head}[/]", soft_wrap=True)
     if view.settings is not None:
-        shown = {k: view.settings[k] for k in ("source", "norms") if k in view.settings}
+        keys = ("source", *NORM_PARTS, "residual_prefix", "salient_sources")
+        shown = {k: view.settings[k] for k in keys if k in view.settings}
         out.print(f"analysis {view.settings_key} {json.dumps(shown)}", highlight=False)
     if view.salient:
         table = Table(title="Salient operations")

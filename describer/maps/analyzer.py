@@ -27,6 +27,8 @@ from torch import Tensor
 
 from describer.maps.adapters.base import Adapter
 from describer.maps.operations import TokenizedOperation
+from describer.maps.pairs import flatten_pairs, pair_scores
+from describer.maps.residual import ResidualSource, residual_salient
 from describer.maps.results import HeadSalient, MappedToken, OperationScores, SalientToken
 from describer.maps.settings import AnalysisSettings
 
@@ -69,16 +71,19 @@ class Analyzer:
             self._embed_scale = float(torch.tensor(a.embedding_scale(), dtype=self._embed_weight.dtype))
         self._U = a.unembedding_module().weight  # [vocab, d]
         final = a.final_norm()
-        self._U_scale = (final.weight if settings.norms else torch.ones_like(final.weight)).to(self.device)
-        self._U_center = settings.norms and final.kind == "layer"
+        self._U_scale = (final.weight if settings.fold_norms else torch.ones_like(final.weight)).to(
+            self.device
+        )
+        self._U_center = settings.fold_norms and final.kind == "layer"
         self.layers = [self._prepare_layer(i) for i in range(self.n_layers)]
         self._source_cache: Tensor | None = None
+        self.residual = ResidualSource(a, tokenizer, self.device) if settings.source == "residual" else None
         self._readable: Tensor | None = None
         self._token_text: list[str] | None = None
 
     def _prepare_layer(self, index: int) -> _Layer:
         lw = self.adapter.layer(index)
-        W_O = (lw.W_O_folded() if self.settings.norms else lw.W_O).to(self.device)
+        W_O = (lw.W_O_folded() if self.settings.fold_norms else lw.W_O).to(self.device)
         W_V = lw.W_V.to(self.device)
         group = self.n_heads // self.n_kv
         factors = []
@@ -90,7 +95,7 @@ class Analyzer:
                 per_head.append(r.T.float())
             factors.append(torch.cat(per_head, dim=1))
         return _Layer(
-            norm=lw.attn_norm if self.settings.norms else None,
+            norm=lw.attn_norm if self.settings.attn_norm else None,
             W_V=W_V.permute(1, 0, 2).reshape(W_V.shape[1], -1),
             W_O=W_O,
             amp_factor=torch.stack(factors),
@@ -123,17 +128,19 @@ class Analyzer:
         rows = self._embed_weight[ids].to(self.device, torch.float32)
         return rows * self._embed_scale if self._embed_scale != 1.0 else rows
 
-    def _represent(self, embedded: Tensor) -> Tensor:
-        """Source representation for layers > 0 from embeddings."""
-        source = self.settings.source
+    def _represent(self, embedded: Tensor, source: str | None = None) -> Tensor:
+        """A weights-only source representation for layers > 0, from embeddings."""
+        source = source or self.settings.source
         if source == "embed":
             return embedded
-        mlp = self.adapter.mlp0(embedded, norms=self.settings.norms)
+        mlp = self.adapter.mlp0(embedded, pre_norm=self.settings.mlp_norm, post_norm=self.settings.fold_norms)
         return mlp if source == "mlp0" else embedded + mlp
 
     @torch.inference_mode()
     def source_rows(self, layer: int, ids: Tensor | slice) -> Float[Tensor, "n d"]:
         """What layer ``layer``'s value projection reads for these source tokens (pre-norm)."""
+        if self.residual is not None:
+            return self.residual.rows(layer, ids)
         if layer == 0 or self.settings.source == "embed":
             return self._embed(ids)
         if self._source_cache is not None:
@@ -143,7 +150,11 @@ class Analyzer:
     @torch.inference_mode()
     def _full_sources(self, progress: Progress | None) -> None:
         """Compute the later layers' source representation for the whole vocabulary, once."""
-        if self._source_cache is not None or self.settings.source == "embed" or self.n_layers < 2:
+        if (
+            self._source_cache is not None
+            or self.settings.source in ("embed", "residual")
+            or self.n_layers < 2
+        ):
             return
         d = self._embed_weight.shape[1]
         out = torch.empty(self.vocab_size, d, device=self.device)
@@ -169,10 +180,13 @@ class Analyzer:
 
     # --- salient operations ----------------------------------------------------------------
     @torch.inference_mode()
-    def amplification(self, layer: int, ids: Tensor | slice) -> Float[Tensor, "n n_heads"]:
-        """``‖x W_V W_O‖ / ‖x‖`` for each head of ``layer``, where x is what W_V reads."""
+    def amplification(
+        self, layer: int, ids: Tensor | slice, rows: Tensor | None = None
+    ) -> Float[Tensor, "n n_heads"]:
+        """``‖x W_V W_O‖ / ‖x‖`` for each head of ``layer``, where x is what W_V reads for
+        ``ids`` (or for the given source ``rows``)."""
         lay = self.layers[layer]
-        x = self._value_input(layer, self.source_rows(layer, ids))
+        x = self._value_input(layer, self.source_rows(layer, ids) if rows is None else rows)
         s = (x @ lay.W_V).view(x.shape[0], self.n_kv, self.hd)
         t = torch.einsum("nkh,khg->nkg", s, lay.amp_factor)
         norms = t.reshape(x.shape[0], self.n_heads, self.hd).norm(dim=-1)
@@ -181,6 +195,8 @@ class Analyzer:
     @torch.inference_mode()
     def salient_sources(self, progress: Progress | None = None) -> tuple[Tensor, Tensor]:
         """Top-N source token ids and amplifications per head: ``[layers, heads, N]`` each."""
+        if self.residual is not None:
+            return residual_salient(self, self.residual, progress)
         self._full_sources(progress)
         n_top = self.settings.top_tokens
         ids_out = torch.empty(self.n_layers, self.n_heads, n_top, dtype=torch.long)
@@ -222,7 +238,7 @@ class Analyzer:
         salient_ids = salient_amp = None
         if with_salient:
             salient_ids, salient_amp = self.salient_sources(progress)
-        pair_src, pair_tgt, pair_k, pair_op = _flatten_pairs(operations)
+        pair_src, pair_tgt, pair_k, pair_op = flatten_pairs(operations)
         unique_src, pair_row = torch.unique(pair_src, return_inverse=True)
         n_pairs = len(pair_src)
         greater = torch.zeros(self.n_layers, self.n_heads, n_pairs, dtype=torch.long)
@@ -248,7 +264,7 @@ class Analyzer:
                 mapped_logits[layer], mapped_ids[layer] = (t.cpu() for t in top)
             if progress:
                 progress("head mappings", layer + 1, self.n_layers)
-        scores = _scores(operations, pair_op, pair_k, greater, less)
+        scores = pair_scores(operations, pair_op, pair_k, greater, less)
         heads = []
         if with_salient:
             heads = self._salient_results(salient_ids, salient_amp, mapped_ids, mapped_logits)
@@ -359,35 +375,3 @@ def _merge_topk(best_v: Tensor, best_i: Tensor, values: Tensor, offset: int, k: 
     all_i = torch.cat([best_i, i + offset], dim=1)
     v, j = all_v.topk(min(k, all_v.shape[1]), dim=1)
     return v, all_i.gather(1, j)
-
-
-def _flatten_pairs(operations: Sequence[TokenizedOperation]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    src, tgt, ks, op = [], [], [], []
-    for index, top in enumerate(operations):
-        src += top.source_ids
-        tgt += top.target_ids
-        ks += [top.k] * top.n_pairs
-        op += [index] * top.n_pairs
-    as_long = lambda xs: torch.tensor(xs, dtype=torch.long)  # noqa: E731
-    return as_long(src), as_long(tgt), as_long(ks), as_long(op)
-
-
-def _scores(
-    operations: Sequence[TokenizedOperation], pair_op: Tensor, pair_k: Tensor, greater: Tensor, less: Tensor
-) -> list[OperationScores]:
-    hit = (greater < pair_k).float()
-    suppressed = (less < pair_k).float()
-    results = []
-    for index, top in enumerate(operations):
-        sel = pair_op == index
-        results.append(
-            OperationScores(
-                name=top.operation.name,
-                category=top.operation.category,
-                k=top.k,
-                n_pairs=top.n_pairs,
-                scores=hit[:, :, sel].mean(-1).tolist(),
-                suppression=suppressed[:, :, sel].mean(-1).tolist(),
-            )
-        )
-    return results

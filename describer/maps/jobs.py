@@ -13,9 +13,22 @@ from describer.maps.analyzer import Analyzer, Progress
 from describer.maps.loading import LoadedModel, load_model
 from describer.maps.operations import Operation, TokenizedOperation, tokenize
 from describer.maps.results import AnalysisResult, OperationScores
-from describer.maps.settings import AnalysisSettings, default_settings
+from describer.maps.settings import AnalysisSettings, SourceChoice
 
 Warn = Callable[[str], None]
+
+
+def source_notes(analyzer: Analyzer) -> dict[str, str]:
+    """What the output says about where its sources came from, beside the settings."""
+    if analyzer.residual is None:
+        return {}
+    return {
+        "residual_prefix": analyzer.residual.prefix_text,
+        "salient_sources": (
+            f"ranked by residual amplification among each head's {analyzer.settings.salient_candidates} "
+            "best tokens by embed+mlp0 amplification"
+        ),
+    }
 
 
 def pick_device(device: str) -> str:
@@ -31,15 +44,10 @@ def pick_device(device: str) -> str:
 
 
 def settings_for(
-    loaded: LoadedModel, source: str | None, norms: bool | None, **overrides: object
+    loaded: LoadedModel, choice: SourceChoice | None = None, **overrides: object
 ) -> AnalysisSettings:
-    base = default_settings(loaded.family, **overrides)
-    update: dict[str, object] = {}
-    if source is not None:
-        update["source"] = source
-    if norms is not None:
-        update["norms"] = norms
-    return base.model_copy(update=update) if update else base
+    """The family's default settings with the user's ``choice`` of source applied."""
+    return (choice or SourceChoice()).settings(loaded.family, **overrides)
 
 
 def tokenize_all(
@@ -71,8 +79,7 @@ def analyze_model(
     *,
     top_tokens: int = 15,
     top_mappings: int = 5,
-    source: str | None = None,
-    norms: bool | None = None,
+    choice: SourceChoice | None = None,
     device: str = "auto",
     k: int | None = None,
     progress: Progress | None = None,
@@ -83,15 +90,21 @@ def analyze_model(
     """``with_salient=False`` scores the operations only (their salient mappings are stored)."""
     device = pick_device(device)
     loaded = loaded or load_model(model, device=device)
-    settings = settings_for(loaded, source, norms, top_tokens=top_tokens, top_mappings=top_mappings)
+    settings = settings_for(loaded, choice, top_tokens=top_tokens, top_mappings=top_mappings)
     ops = tokenize_all(operations, loaded, k, warn, strict=len(operations) == 1)
     analyzer = Analyzer(loaded.adapter, loaded.tokenizer, settings, device=device)
     heads, scores = analyzer.analyze(ops, with_salient=with_salient, progress=progress)
     return AnalysisResult(
         model=loaded.name,
-        settings={**settings.model_dump(), "family": loaded.family, "device": device},
+        settings={
+            **settings.model_dump(),
+            **source_notes(analyzer),
+            "family": loaded.family,
+            "device": device,
+        },
         heads=heads,
         operations={s.name: s for s in scores},
+        skipped_operations=[op.name for op in operations if op.name not in {t.operation.name for t in ops}],
     )
 
 
@@ -100,8 +113,7 @@ def score_operation(
     operation: Operation,
     *,
     k: int | None = None,
-    source: str | None = None,
-    norms: bool | None = None,
+    choice: SourceChoice | None = None,
     device: str = "auto",
     progress: Progress | None = None,
     warn: Warn = print,
@@ -109,7 +121,7 @@ def score_operation(
 ) -> tuple[str, OperationScores]:
     device = pick_device(device)
     loaded = loaded or load_model(model, device=device)
-    settings = settings_for(loaded, source, norms)
+    settings = settings_for(loaded, choice)
     (op,) = tokenize_all([operation], loaded, k, warn, strict=True)
     analyzer = Analyzer(loaded.adapter, loaded.tokenizer, settings, device=device)
     _, (scores,) = analyzer.analyze([op], with_salient=False, progress=progress)

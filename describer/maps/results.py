@@ -55,3 +55,5 @@ class AnalysisResult(BaseModel):
     settings: dict[str, Any]
     heads: list[HeadSalient]
     operations: dict[str, OperationScores]
+    skipped_operations: list[str] = []
+    """Operations asked for that have no usable pair for this tokenizer (skipped with a warning)."""

@@ -8,7 +8,17 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SourceKind = Literal["embed", "mlp0", "embed+mlp0"]
+from describer.errors import HeadmapsError
+
+SourceKind = Literal["embed", "mlp0", "embed+mlp0", "residual"]
+SOURCE_CHOICES = ("embed", "mlp0", "embed+mlp0", "residual", "paper")
+"""What ``--source`` takes: a representation, or ``paper``, the MAPS code's exact recipe."""
+PRESETS: dict[str, dict[str, object]] = {
+    # The MAPS code: layers > 0 read block 0's MLP applied to block 0's pre-MLP norm of the
+    # embedding (norm weights kept), layer 0 the embedding; W_V·W_O·W_U with no other norm.
+    "paper": {"source": "mlp0", "mlp_norm": True, "attn_norm": False, "fold_norms": False},
+}
+NORM_PARTS = ("mlp_norm", "attn_norm", "fold_norms")
 
 
 class AnalysisSettings(BaseModel):
@@ -17,12 +27,19 @@ class AnalysisSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     source: SourceKind = "embed+mlp0"
-    """Representation of a source token for layers after the first: the token embedding,
-    block 0's MLP applied to it (the paper's recipe), or the two summed as block 0 leaves
-    the residual stream. Layer 0 always reads the embedding."""
-    norms: bool = True
-    """Apply the layer's pre-attention norm to the source, and fold the post-attention norm
-    and the final norm's scale into the output side."""
+    """Representation of a source token: the token embedding, block 0's MLP applied to it
+    (``mlp0``), the two summed as block 0 leaves the residual stream (``embed+mlp0``) — layer 0
+    reads the embedding for these three — or the residual stream entering each layer at the
+    token's position when the model reads just ``[prefix, token]`` (``residual``, one forward
+    pass per token; ``describer.maps.residual``)."""
+    mlp_norm: bool = True
+    """Apply block 0's pre-MLP norm before its MLP when building ``mlp0`` sources."""
+    attn_norm: bool = True
+    """Apply the layer's pre-attention norm to the source before its value projection."""
+    fold_norms: bool = True
+    """The norms on a block's output: fold the post-attention norm (Gemma 2/3) into W_O and the
+    final norm's scale (and LayerNorm's centring) into the unembedding, and apply block 0's
+    post-MLP norm (Gemma 2/3) to ``mlp0`` sources."""
     top_tokens: int = Field(15, ge=1)
     """Salient source tokens reported per head (the paper's N)."""
     top_mappings: int = Field(5, ge=1)
@@ -30,33 +47,76 @@ class AnalysisSettings(BaseModel):
     readable_only: bool = True
     """Restrict salient sources and reported mappings to readable tokens (no special,
     unused, byte-fallback or blank tokens). Operation scores always rank the whole vocabulary."""
+    salient_candidates: int = Field(64, ge=1)
+    """With ``residual``: salient sources are chosen among each head's top candidates by the
+    cheap ``embed+mlp0`` amplification (running every vocabulary token through the model is
+    tens of minutes on a CPU), then ranked by their exact residual amplification."""
 
     def key(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
 
 
-FAMILY_DEFAULTS: dict[str, tuple[SourceKind, bool]] = {
-    # Measured on the real weights (benchmarks/source_representation.py, docs/analyzer.md):
-    # without norms Gemma's sqrt(d)-scaled embeddings and its 1+w norms swamp every head.
-    "gemma": ("embed+mlp0", True),
-    "gemma2": ("embed+mlp0", True),
-    "gemma3": ("embed+mlp0", True),
-    "gemma3_text": ("embed+mlp0", True),
-    "qwen2": ("embed+mlp0", True),
-    "qwen3": ("embed+mlp0", True),
-    # No real weights of these families are available offline; they keep the paper's recipe,
-    # which the paper validated on GPT-2, Pythia and Llama-3.1 (see shared/paper tables).
-    "gpt2": ("mlp0", False),
-    "gpt_neox": ("mlp0", False),
-    "llama": ("mlp0", False),
-    "mistral": ("mlp0", False),
-    "phi3": ("mlp0", False),
+FAMILY_DEFAULTS: dict[str, dict[str, object]] = {
+    # Measured on the real weights (docs/analyzer.md, `headmaps evaluate correlation --source`):
+    # the context-free residual agrees with what the heads do far better than any weights-only
+    # source on gemma-3-270m and qwen2.5-coder-0.5b.
+    "gemma": {"source": "residual"},
+    "gemma2": {"source": "residual"},
+    "gemma3": {"source": "residual"},
+    "gemma3_text": {"source": "residual"},
+    "qwen2": {"source": "residual"},
+    "qwen3": {"source": "residual"},
+    # No real weights of these families are available offline; they keep the paper's exact
+    # recipe, which the paper validated on GPT-2, Pythia and Llama-3.1 (see shared/paper tables).
+    "gpt2": PRESETS["paper"],
+    "gpt_neox": PRESETS["paper"],
+    "llama": PRESETS["paper"],
+    "mistral": PRESETS["paper"],
+    "phi3": PRESETS["paper"],
 }
 
 
 def default_settings(family: str, **overrides: object) -> AnalysisSettings:
-    source, norms = FAMILY_DEFAULTS.get(family, ("mlp0", False))
-    return AnalysisSettings(**{"source": source, "norms": norms, **overrides})
+    return AnalysisSettings(**{**FAMILY_DEFAULTS.get(family, PRESETS["paper"]), **overrides})
 
 
-# --- results ----------------------------------------------------------------------------------
+class SourceChoice(BaseModel):
+    """What the user chose of the source representation; None leaves the family's default."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str | None = None
+    """A representation or a preset (``SOURCE_CHOICES``)."""
+    norms: bool | None = None
+    """All three norm parts at once."""
+    mlp_norm: bool | None = None
+    attn_norm: bool | None = None
+    fold_norms: bool | None = None
+
+    @classmethod
+    def checked(cls, source: str | None = None, **norms: bool | None) -> SourceChoice:
+        """The choice, refused at once (before any model is loaded) when ``source`` is unknown."""
+        if source is not None and source not in SOURCE_CHOICES:
+            raise HeadmapsError(f"unknown --source {source!r}; use one of: {', '.join(SOURCE_CHOICES)}")
+        return cls(source=source, **norms)
+
+    def settings(self, family: str, **overrides: object) -> AnalysisSettings:
+        """The family's defaults, then the preset or representation, then ``norms``, then each
+        norm part given explicitly."""
+        update: dict[str, object] = {}
+        if self.source is not None:
+            self.checked(self.source)
+            update.update(PRESETS.get(self.source, {"source": self.source}))
+        if self.norms is not None:
+            update.update(dict.fromkeys(NORM_PARTS, self.norms))
+        update.update({part: getattr(self, part) for part in NORM_PARTS if getattr(self, part) is not None})
+        base = default_settings(family, **overrides)
+        return AnalysisSettings(**{**base.model_dump(), **update})
+
+
+def describe_norms(settings: dict[str, object]) -> str:
+    """The norm parts of stored settings in words, e.g. ``mlp norm`` or ``all norms``."""
+    on = [part.replace("_", " ") for part in NORM_PARTS if settings.get(part)]
+    if len(on) == len(NORM_PARTS):
+        return "all norms"
+    return ", ".join(on) if on else "no norms"

@@ -187,13 +187,14 @@ class Adapter(ABC):
         """The LM head as a ``[d, vocab]`` matrix, final norm not folded."""
         return self.unembedding_module().weight.float().T
 
-    def mlp0(self, x: Float[Tensor, "... d"], norms: bool) -> Float[Tensor, "... d"]:
-        """Block 0's MLP applied to ``x``; with ``norms``, the block's norms around it too."""
-        if norms:
+    def mlp0(self, x: Float[Tensor, "... d"], *, pre_norm: bool, post_norm: bool) -> Float[Tensor, "... d"]:
+        """Block 0's MLP applied to ``x``, after its pre-MLP norm with ``pre_norm`` and followed by
+        its post-MLP norm (Gemma 2/3 only) with ``post_norm``."""
+        if pre_norm:
             x = self.mlp0_pre_norm()(x)
         y = self.mlp0_module()(x)
         post = self.mlp0_post_norm()
-        if norms and post is not None:
+        if post_norm and post is not None:
             y = post(y)
         return y
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
@@ -88,7 +89,8 @@ def select_operations(names: str | None) -> list[Operation]:
 
 
 def load_pairs_file(path: str | Path, name: str | None = None) -> Operation:
-    """A user's operation: a JSON list of ``[source, target]`` lists, or a two-column CSV."""
+    """A user's operation: a JSON list of ``[source, target]`` lists (or the other JSON shapes of
+    ``_json_pairs``), or a two-column CSV."""
     path = Path(path)
     if not path.is_file():
         raise HeadmapsError(f"{path}: no such pairs file")
@@ -103,11 +105,12 @@ def load_pairs_file(path: str | Path, name: str | None = None) -> Operation:
             raw = json.loads(text)
         except json.JSONDecodeError as exc:
             raise HeadmapsError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
-        if not isinstance(raw, list) or not all(
-            isinstance(p, list) and len(p) == 2 and all(isinstance(w, str) for w in p) for p in raw
-        ):
-            raise HeadmapsError(f"{path}: expected a JSON list of [source, target] string pairs")
-        rows = raw
+        rows = _json_pairs(raw)
+        if rows is None:
+            raise HeadmapsError(
+                f"{path}: expected a JSON list of [source, target] string pairs "
+                "(or an object of source: target, or a list of {source, target} objects)"
+            )
     else:
         rows = [r for r in csv.reader(text.splitlines()) if r and any(c.strip() for c in r)]
         bad = next((i for i, r in enumerate(rows, 1) if len(r) != 2), None)
@@ -128,6 +131,57 @@ def load_pairs_file(path: str | Path, name: str | None = None) -> Operation:
         )
     except ValidationError as exc:
         raise HeadmapsError(f"{path}: {exc.errors()[0]['msg']}") from exc
+
+
+PAIR_KEYS = (("source", "target"), ("subject", "object"), ("input", "output"), ("x", "y"))
+"""Field names a list of pair objects may use (datasets written for other tools)."""
+
+
+def _json_pairs(raw: object) -> list[list[str]] | None:
+    """``[[s, t], ...]``, ``{s: t | [t, ...]}`` or ``[{"source": s, "target": t}, ...]`` as pairs;
+    None for anything else."""
+    if isinstance(raw, dict):
+        rows = []
+        for s, t in raw.items():
+            targets = t if isinstance(t, list) else [t]
+            if not targets or not all(isinstance(x, str) for x in targets):
+                return None
+            rows += [[s, x] for x in targets]
+        return rows
+    if not isinstance(raw, list):
+        return None
+    rows = []
+    for item in raw:
+        if isinstance(item, list) and len(item) == 2 and all(isinstance(w, str) for w in item):
+            rows.append(item)
+            continue
+        keys = next((k for k in PAIR_KEYS if isinstance(item, dict) and set(k) <= item.keys()), None)
+        if keys is None or not all(isinstance(item[k], str) for k in keys):
+            return None
+        rows.append([item[keys[0]], item[keys[1]]])
+    return rows
+
+
+def load_pairs_paths(paths: Sequence[str | Path]) -> list[Operation]:
+    """Operations from pairs files and directories of them (their ``*.json`` and ``*.csv``
+    files, sorted); each file's stem names its operation."""
+    files: list[Path] = []
+    for given in map(Path, paths):
+        if given.is_dir():
+            found = sorted(
+                p for p in given.iterdir() if p.suffix.lower() in (".json", ".csv") and p.is_file()
+            )
+            if not found:
+                raise HeadmapsError(f"{given}: no .json or .csv pairs files in this directory")
+            files += found
+        else:
+            files.append(given)
+    ops = [load_pairs_file(f) for f in files]
+    names = [op.name for op in ops]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise HeadmapsError(f"two pairs files name the same operation: {', '.join(twice)}; rename one")
+    return ops
 
 
 def _safe_name(stem: str) -> str:

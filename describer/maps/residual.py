@@ -1,0 +1,135 @@
+"""The context-free residual source: what layer L really reads for token s when the model sees
+nothing but ``[prefix, s]``.
+
+One forward pass per token (batched, the LM head skipped), no dataset and no context: the
+residual stream entering each layer at the position of ``s``. It matches what heads do far
+better than any weights-only representation (docs/analyzer.md), at the price of a forward
+pass per source token, so it is computed only for the tokens asked for and kept for the run.
+
+The prefix is never empty: at position 0 a token is the attention sink, with an outsized
+residual that no later position has (qwen2.5's correlation collapses to ~0 there). It is the
+tokenizer's BOS token where the family has one (Gemma, Llama, GPT-2, NeoX: what the model is
+trained to see first), else ``<|endoftext|>`` (Qwen, which has no BOS: the token that separates
+documents in its training data), else the EOS token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from describer.errors import HeadmapsError
+from describer.maps.adapters.base import Adapter
+
+if TYPE_CHECKING:
+    from describer.maps.analyzer import Analyzer
+
+Progress = Callable[[str, int, int], None]
+ENDOFTEXT = "<|endoftext|>"
+
+
+def prefix_token(tokenizer: object) -> tuple[int, str]:
+    """The id and text of the token put before every source token, and why (see the module)."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is not None:
+        return int(bos), str(tokenizer.bos_token)  # type: ignore[attr-defined]
+    vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}  # type: ignore[attr-defined]
+    if ENDOFTEXT in vocab:
+        return int(vocab[ENDOFTEXT]), ENDOFTEXT
+    eos = getattr(tokenizer, "eos_token_id", None)
+    if eos is not None:
+        return int(eos), str(tokenizer.eos_token)  # type: ignore[attr-defined]
+    raise HeadmapsError("--source residual needs a BOS, <|endoftext|> or EOS token to put before each source")
+
+
+class ResidualSource:
+    """Residual rows ``[n_layers, d]`` per token id, computed on demand and kept."""
+
+    def __init__(
+        self, adapter: Adapter, tokenizer: object, device: torch.device, batch_size: int = 256
+    ) -> None:
+        self.adapter = adapter
+        self.device = device
+        self.batch_size = batch_size
+        self.prefix_id, self.prefix_text = prefix_token(tokenizer)
+        self._rows: dict[int, Tensor] = {}
+        self.forward_passes = 0
+        """Tokens run through the model so far (each once)."""
+
+    @torch.inference_mode()
+    def ensure(self, ids: Tensor | list[int], progress: Progress | None = None) -> None:
+        """Run the tokens not seen yet, ``batch_size`` at a time."""
+        wanted = ids.tolist() if isinstance(ids, Tensor) else list(ids)
+        missing = sorted({int(i) for i in wanted} - self._rows.keys())
+        body = self.adapter.model.base_model
+        n_layers = self.adapter.n_layers
+        for start in range(0, len(missing), self.batch_size):
+            chunk = missing[start : start + self.batch_size]
+            batch = torch.tensor([[self.prefix_id, i] for i in chunk], dtype=torch.long, device=self.device)
+            hidden = body(input_ids=batch, output_hidden_states=True, use_cache=False).hidden_states
+            # hidden[L] is the stream entering layer L (the last one is after the final norm).
+            rows = torch.stack([hidden[layer][:, 1, :] for layer in range(n_layers)], dim=1).float()
+            for i, row in zip(chunk, rows, strict=True):
+                self._rows[i] = row
+            self.forward_passes += len(chunk)
+            if progress:
+                progress("residual sources", min(start + self.batch_size, len(missing)), len(missing))
+
+    def rows(self, layer: int, ids: Tensor | slice) -> Float[Tensor, "n d"]:
+        """The residual entering ``layer`` at each token of ``ids``."""
+        if isinstance(ids, slice):
+            ids = torch.arange(ids.start or 0, ids.stop, device=self.device)
+        self.ensure(ids)
+        return torch.stack([self._rows[int(i)][layer] for i in ids.tolist()]).to(self.device)
+
+
+@torch.inference_mode()
+def residual_salient(
+    analyzer: Analyzer, residual: ResidualSource, progress: Progress | None = None
+) -> tuple[Tensor, Tensor]:
+    """Top-N salient sources per head by residual amplification, ``[layers, heads, N]`` ids and
+    amplifications, without running the whole vocabulary through the model: each head's
+    ``salient_candidates`` best tokens by the weights-only ``embed+mlp0`` amplification (layer 0:
+    the embedding) are the candidates, and the union of a layer's candidates is ranked exactly."""
+    s = analyzer.settings
+    L, H, N, M = analyzer.n_layers, analyzer.n_heads, s.top_tokens, max(s.salient_candidates, s.top_tokens)
+    V = analyzer.vocab_size
+    mask = analyzer.readable_mask() if s.readable_only else None
+    step = 8192
+    proxy = torch.empty(V, analyzer.adapter.d_model, device=analyzer.device)
+    for start in range(0, V, step):
+        stop = min(start + step, V)
+        proxy[start:stop] = analyzer._represent(analyzer._embed(slice(start, stop)), "embed+mlp0")
+    candidates: list[Tensor] = []
+    for layer in range(L):
+        best = torch.full((H, 0), float("-inf"), device=analyzer.device)
+        best_i = torch.zeros((H, 0), dtype=torch.long, device=analyzer.device)
+        for start in range(0, V, step):
+            stop = min(start + step, V)
+            rows = analyzer._embed(slice(start, stop)) if layer == 0 else proxy[start:stop]
+            amp = analyzer.amplification(layer, slice(start, stop), rows=rows).T  # [H, c]
+            if mask is not None:
+                amp = amp.masked_fill(~mask[start:stop], float("-inf"))
+            v, i = amp.topk(min(M, stop - start), dim=1)
+            merged_v, merged_i = torch.cat([best, v], 1), torch.cat([best_i, i + start], 1)
+            keep = merged_v.topk(min(M, merged_v.shape[1]), dim=1)
+            best, best_i = keep.values, merged_i.gather(1, keep.indices)
+        finite = best_i[torch.isfinite(best)]
+        candidates.append(torch.unique(finite))
+        if progress:
+            progress("salient candidates", layer + 1, L)
+    del proxy
+    residual.ensure(torch.unique(torch.cat(candidates)), progress)
+    ids_out = torch.empty(L, H, N, dtype=torch.long)
+    amp_out = torch.full((L, H, N), float("-inf"))
+    for layer, cand in enumerate(candidates):
+        amp = analyzer.amplification(layer, cand).T  # [H, n_candidates], exact
+        n = min(N, amp.shape[1])
+        v, j = amp.topk(n, dim=1)
+        ids_out[layer, :, :n], amp_out[layer, :, :n] = cand[j].cpu(), v.cpu()
+        ids_out[layer, :, n:] = 0
+    return ids_out, amp_out
