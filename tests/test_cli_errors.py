@@ -211,3 +211,12 @@ def test_write_atomic_failure_leaves_no_file(tmp_path: Path, monkeypatch) -> Non
         console.write_atomic(target, "new")
     assert os.listdir(tmp_path) == ["result.json"]
     assert target.read_text(encoding="utf-8") == "old"
+
+
+@pytest.mark.parametrize(
+    ("command", "extra"),
+    [(["analyze"], []), (["score"], ["--operation", "general_copying"]), (["evaluate", "correlation"], [])],
+)
+def test_unknown_source(tiny_dir: Path, command: list[str], extra: list[str]) -> None:
+    result = invoke(*command, tiny_dir, *extra, "--source", "mlp1", "--device", "cpu")
+    assert_user_error(result, "unknown --source 'mlp1'; use one of: embed, mlp0, embed+mlp0, residual, paper")

@@ -62,15 +62,21 @@ def test_residual_rows_are_what_attention_reads(name: str) -> None:
     assert residual.forward_passes == len(ids)  # each token once, however many layers ask
 
 
+@pytest.mark.parametrize("candidates", [VOCAB, 0], ids=["all-candidates", "sweep"])
 @pytest.mark.parametrize("name", ["llama", "gpt2", "gemma3_text"])
-def test_salient_candidates_covering_the_vocabulary_give_the_exact_ranking(name: str) -> None:
+def test_salient_candidates_covering_the_vocabulary_give_the_exact_ranking(
+    name: str, candidates: int
+) -> None:
     model = build(name)
     adapter = adapter_for(model)
     settings = AnalysisSettings(
-        source="residual", top_tokens=4, readable_only=False, salient_candidates=VOCAB
+        source="residual", top_tokens=4, readable_only=False, salient_candidates=candidates
     )
     analyzer = Analyzer(adapter, TOKENIZER, settings)
+    analyzer.residual.batch_size = 50  # the sweep streams the vocabulary in several chunks
     ids, amp = analyzer.salient_sources()
+    if candidates == 0:  # streamed: only the winners' rows are kept
+        assert len(analyzer.residual._rows) <= adapter.n_layers * adapter.n_heads * 4 < VOCAB
     every = torch.arange(VOCAB)
     for layer in range(adapter.n_layers):
         exact = analyzer.amplification(layer, every).T  # [heads, vocab]
@@ -79,13 +85,17 @@ def test_salient_candidates_covering_the_vocabulary_give_the_exact_ranking(name:
         torch.testing.assert_close(amp[layer], v)
 
 
-def test_few_candidates_still_rank_by_the_residual() -> None:
+@pytest.mark.parametrize("proxy", ["linear", "embed+mlp0"])
+def test_few_candidates_still_rank_by_the_residual(proxy: str) -> None:
     model = build("llama")
     adapter = adapter_for(model)
-    settings = AnalysisSettings(source="residual", top_tokens=3, readable_only=False, salient_candidates=8)
+    settings = AnalysisSettings(
+        source="residual", top_tokens=3, readable_only=False, salient_candidates=8, salient_proxy=proxy
+    )
     analyzer = Analyzer(adapter, TOKENIZER, settings)
     ids, amp = analyzer.salient_sources()
-    assert analyzer.residual is not None and analyzer.residual.forward_passes < VOCAB
+    if proxy == "embed+mlp0":  # weights only: just the candidates run through the model
+        assert analyzer.residual.forward_passes < VOCAB
     for layer in range(adapter.n_layers):
         recomputed = analyzer.amplification(layer, ids[layer].reshape(-1)).T.reshape(adapter.n_heads, -1)
         per_head = torch.stack([recomputed[h, h * 3 : (h + 1) * 3] for h in range(adapter.n_heads)])
@@ -113,3 +123,27 @@ def test_source_choice_presets_and_norm_parts() -> None:
     assert SourceChoice().settings("gemma3_text").source == "residual"
     with pytest.raises(HeadmapsError, match="unknown --source 'mlp1'; use one of: embed, mlp0"):
         SourceChoice.checked("mlp1")
+
+
+def test_the_linear_proxy_fits_the_residual() -> None:
+    """On a tiny model the embedding-to-residual map is nearly linear at early layers: the proxy's
+    top candidates must contain the exact top token of most heads."""
+    from describer.maps.residual import _proxy
+
+    model = build("llama")
+    adapter = adapter_for(model)
+    settings = AnalysisSettings(source="residual", readable_only=False, salient_proxy="linear")
+    analyzer = Analyzer(adapter, TOKENIZER, settings)
+    approximate = _proxy(analyzer, analyzer.residual, None, None)
+    every = torch.arange(VOCAB)
+    torch.testing.assert_close(
+        approximate(0, 0, VOCAB), analyzer.residual.rows(0, every), rtol=1e-3, atol=1e-3
+    )
+    found = 0
+    for layer in range(adapter.n_layers):
+        exact = analyzer.amplification(layer, every).T.argmax(1)
+        cheap = (
+            analyzer.amplification(layer, every, rows=approximate(layer, 0, VOCAB)).T.topk(16, dim=1).indices
+        )
+        found += int((cheap == exact[:, None]).any(1).sum())
+    assert found >= adapter.n_layers * adapter.n_heads // 2

@@ -93,6 +93,15 @@ def analyze(
         ),
     ] = None,
     no_store: Annotated[bool, typer.Option("--no-store", help="Do not write to the database.")] = False,
+    salient_candidates: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="With --source residual: each head's salient sources are ranked among its N best by the "
+            "weights-only embed+mlp0 amplification (default 64); 0 runs the whole vocabulary through "
+            "the model (exact; minutes on a GPU, tens of minutes on a CPU).",
+        ),
+    ] = None,
 ) -> None:
     """Salient operations of every head and the scores of the chosen operations, stored in the
     database (work already stored for this model and these settings is skipped)."""
@@ -101,7 +110,12 @@ def analyze(
 
     with user_errors():
         choice = SourceChoice.checked(
-            source, norms=norms, mlp_norm=mlp_norm, attn_norm=attn_norm, fold_norms=fold_norms
+            source,
+            norms=norms,
+            mlp_norm=mlp_norm,
+            attn_norm=attn_norm,
+            fold_norms=fold_norms,
+            salient_candidates=salient_candidates,
         )
         ops = select_operations(operations)
         check_parent(json_path)

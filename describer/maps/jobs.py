@@ -22,13 +22,14 @@ def source_notes(analyzer: Analyzer) -> dict[str, str]:
     """What the output says about where its sources came from, beside the settings."""
     if analyzer.residual is None:
         return {}
-    return {
-        "residual_prefix": analyzer.residual.prefix_text,
-        "salient_sources": (
-            f"ranked by residual amplification among each head's {analyzer.settings.salient_candidates} "
-            "best tokens by embed+mlp0 amplification"
-        ),
-    }
+    s = analyzer.settings
+    how = (
+        "the exact top by residual amplification over the whole vocabulary"
+        if s.salient_candidates == 0
+        else f"ranked by residual amplification among each head's {s.salient_candidates} best tokens by "
+        f"{s.salient_proxy} proxy amplification"
+    )
+    return {"residual_prefix": analyzer.residual.prefix_text, "salient_sources": how}
 
 
 def pick_device(device: str) -> str:

@@ -65,19 +65,22 @@ class ResidualSource:
         """Run the tokens not seen yet, ``batch_size`` at a time."""
         wanted = ids.tolist() if isinstance(ids, Tensor) else list(ids)
         missing = sorted({int(i) for i in wanted} - self._rows.keys())
-        body = self.adapter.model.base_model
-        n_layers = self.adapter.n_layers
         for start in range(0, len(missing), self.batch_size):
             chunk = missing[start : start + self.batch_size]
-            batch = torch.tensor([[self.prefix_id, i] for i in chunk], dtype=torch.long, device=self.device)
-            hidden = body(input_ids=batch, output_hidden_states=True, use_cache=False).hidden_states
-            # hidden[L] is the stream entering layer L (the last one is after the final norm).
-            rows = torch.stack([hidden[layer][:, 1, :] for layer in range(n_layers)], dim=1).float()
-            for i, row in zip(chunk, rows, strict=True):
+            for i, row in zip(chunk, self.forward(torch.tensor(chunk)), strict=True):
                 self._rows[i] = row
-            self.forward_passes += len(chunk)
             if progress:
                 progress("residual sources", min(start + self.batch_size, len(missing)), len(missing))
+
+    @torch.inference_mode()
+    def forward(self, ids: Tensor) -> Float[Tensor, "n n_layers d"]:
+        """The residual entering every layer at each token of ``ids`` after the prefix (not kept)."""
+        batch = torch.stack([torch.full_like(ids, self.prefix_id), ids], dim=1).to(self.device)
+        body = self.adapter.model.base_model
+        hidden = body(input_ids=batch, output_hidden_states=True, use_cache=False).hidden_states
+        self.forward_passes += len(ids)
+        # hidden[L] is the stream entering layer L (the last one is after the final norm).
+        return torch.stack([hidden[layer][:, 1, :] for layer in range(self.adapter.n_layers)], dim=1).float()
 
     def rows(self, layer: int, ids: Tensor | slice) -> Float[Tensor, "n d"]:
         """The residual entering ``layer`` at each token of ``ids``."""
@@ -87,30 +90,64 @@ class ResidualSource:
         return torch.stack([self._rows[int(i)][layer] for i in ids.tolist()]).to(self.device)
 
 
+PROXY_SAMPLE = 4096
+"""Tokens whose exact residual fits the linear proxy (a seeded sample of the readable ones)."""
+
+
+def _proxy(
+    analyzer: Analyzer, residual: ResidualSource, mask: Tensor | None, progress: Progress | None
+) -> Callable[[int, int, int], Tensor]:
+    """``approximate(layer, start, stop)``: cheap stand-in rows for tokens ``start..stop``.
+
+    ``linear``: per layer, the least-squares map from a token's embedding (and a constant) to its
+    exact residual, fitted on ``PROXY_SAMPLE`` tokens run through the model; ``embed+mlp0``: the
+    weights-only sum of the embedding and block 0's MLP of it (layer 0: the embedding)."""
+    if analyzer.settings.salient_proxy == "embed+mlp0":
+
+        def weights_only(layer: int, start: int, stop: int) -> Tensor:
+            embedded = analyzer._embed(slice(start, stop))
+            return embedded if layer == 0 else analyzer._represent(embedded, "embed+mlp0")
+
+        return weights_only
+    pool = torch.arange(analyzer.vocab_size) if mask is None else mask.nonzero().squeeze(1).cpu()
+    order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(0))
+    sample = pool[order[:PROXY_SAMPLE]].to(analyzer.device)
+    residual.ensure(sample, progress)
+    X = torch.cat([analyzer._embed(sample), torch.ones(len(sample), 1, device=analyzer.device)], 1).double()
+    maps = [
+        torch.linalg.lstsq(X, residual.rows(layer, sample).double()).solution.float()
+        for layer in range(analyzer.n_layers)
+    ]
+
+    def linear(layer: int, start: int, stop: int) -> Tensor:
+        return analyzer._embed(slice(start, stop)) @ maps[layer][:-1] + maps[layer][-1]
+
+    return linear
+
+
 @torch.inference_mode()
 def residual_salient(
     analyzer: Analyzer, residual: ResidualSource, progress: Progress | None = None
 ) -> tuple[Tensor, Tensor]:
     """Top-N salient sources per head by residual amplification, ``[layers, heads, N]`` ids and
     amplifications, without running the whole vocabulary through the model: each head's
-    ``salient_candidates`` best tokens by the weights-only ``embed+mlp0`` amplification (layer 0:
-    the embedding) are the candidates, and the union of a layer's candidates is ranked exactly."""
+    ``salient_candidates`` best tokens by the amplification of a cheap proxy (``_proxy``) are the
+    candidates, and the union of a layer's candidates is ranked exactly."""
     s = analyzer.settings
+    if s.salient_candidates == 0:
+        return residual_sweep(analyzer, residual, progress)
     L, H, N, M = analyzer.n_layers, analyzer.n_heads, s.top_tokens, max(s.salient_candidates, s.top_tokens)
     V = analyzer.vocab_size
     mask = analyzer.readable_mask() if s.readable_only else None
     step = 8192
-    proxy = torch.empty(V, analyzer.adapter.d_model, device=analyzer.device)
-    for start in range(0, V, step):
-        stop = min(start + step, V)
-        proxy[start:stop] = analyzer._represent(analyzer._embed(slice(start, stop)), "embed+mlp0")
+    approximate = _proxy(analyzer, residual, mask, progress)
     candidates: list[Tensor] = []
     for layer in range(L):
         best = torch.full((H, 0), float("-inf"), device=analyzer.device)
         best_i = torch.zeros((H, 0), dtype=torch.long, device=analyzer.device)
         for start in range(0, V, step):
             stop = min(start + step, V)
-            rows = analyzer._embed(slice(start, stop)) if layer == 0 else proxy[start:stop]
+            rows = approximate(layer, start, stop)
             amp = analyzer.amplification(layer, slice(start, stop), rows=rows).T  # [H, c]
             if mask is not None:
                 amp = amp.masked_fill(~mask[start:stop], float("-inf"))
@@ -122,7 +159,6 @@ def residual_salient(
         candidates.append(torch.unique(finite))
         if progress:
             progress("salient candidates", layer + 1, L)
-    del proxy
     residual.ensure(torch.unique(torch.cat(candidates)), progress)
     ids_out = torch.empty(L, H, N, dtype=torch.long)
     amp_out = torch.full((L, H, N), float("-inf"))
@@ -133,3 +169,37 @@ def residual_salient(
         ids_out[layer, :, :n], amp_out[layer, :, :n] = cand[j].cpu(), v.cpu()
         ids_out[layer, :, n:] = 0
     return ids_out, amp_out
+
+
+@torch.inference_mode()
+def residual_sweep(
+    analyzer: Analyzer, residual: ResidualSource, progress: Progress | None = None
+) -> tuple[Tensor, Tensor]:
+    """The exact top-N by residual amplification over the whole vocabulary: tokens pass through
+    the model in chunks, each layer's amplification is taken as a chunk passes and only the
+    running top-N is kept (never the vocabulary's rows × layers); the winners' rows are then
+    computed again for their mappings."""
+    s = analyzer.settings
+    L, H, N, V = analyzer.n_layers, analyzer.n_heads, s.top_tokens, analyzer.vocab_size
+    mask = analyzer.readable_mask() if s.readable_only else None
+    best = torch.full((L, H, 0), float("-inf"), device=analyzer.device)
+    best_i = torch.zeros((L, H, 0), dtype=torch.long, device=analyzer.device)
+    step = residual.batch_size
+    for start in range(0, V, step):
+        stop = min(start + step, V)
+        rows = residual.forward(torch.arange(start, stop))  # [c, L, d]
+        amp = torch.stack(
+            [analyzer.amplification(layer, slice(start, stop), rows=rows[:, layer]).T for layer in range(L)]
+        )
+        if mask is not None:
+            amp = amp.masked_fill(~mask[start:stop], float("-inf"))
+        merged_v, merged_i = (
+            torch.cat([best, amp], 2),
+            torch.cat([best_i, torch.arange(start, stop, device=analyzer.device).expand(L, H, -1)], 2),
+        )
+        keep = merged_v.topk(min(N, merged_v.shape[2]), dim=2)
+        best, best_i = keep.values, merged_i.gather(2, keep.indices)
+        if progress:
+            progress("residual sweep", stop, V)
+    residual.ensure(torch.unique(best_i[torch.isfinite(best)]))
+    return best_i.cpu(), best.cpu()

@@ -47,10 +47,15 @@ class AnalysisSettings(BaseModel):
     readable_only: bool = True
     """Restrict salient sources and reported mappings to readable tokens (no special,
     unused, byte-fallback or blank tokens). Operation scores always rank the whole vocabulary."""
-    salient_candidates: int = Field(64, ge=1)
+    salient_proxy: Literal["embed+mlp0", "linear"] = "embed+mlp0"
+    """With ``residual``: what picks the salient candidates — the weights-only ``embed+mlp0``
+    representation, or a per-layer least-squares map from the embedding to the residual, fitted
+    on a sample of tokens run through the model (slower; not yet measured on a real model)."""
+    salient_candidates: int = Field(64, ge=0)
     """With ``residual``: salient sources are chosen among each head's top candidates by the
     cheap ``embed+mlp0`` amplification (running every vocabulary token through the model is
-    tens of minutes on a CPU), then ranked by their exact residual amplification."""
+    tens of minutes on a CPU), then ranked by their exact residual amplification. 0: run the
+    whole vocabulary through the model in chunks instead (exact; for a GPU)."""
 
     def key(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
@@ -92,6 +97,8 @@ class SourceChoice(BaseModel):
     mlp_norm: bool | None = None
     attn_norm: bool | None = None
     fold_norms: bool | None = None
+    salient_candidates: int | None = Field(None, ge=0)
+    """With ``residual``: candidates per head for the salient search (0: the whole vocabulary)."""
 
     @classmethod
     def checked(cls, source: str | None = None, **norms: bool | None) -> SourceChoice:
@@ -110,6 +117,8 @@ class SourceChoice(BaseModel):
         if self.norms is not None:
             update.update(dict.fromkeys(NORM_PARTS, self.norms))
         update.update({part: getattr(self, part) for part in NORM_PARTS if getattr(self, part) is not None})
+        if self.salient_candidates is not None:
+            update["salient_candidates"] = self.salient_candidates
         base = default_settings(family, **overrides)
         return AnalysisSettings(**{**base.model_dump(), **update})
 
