@@ -289,7 +289,7 @@ def run_headmaps(*args: object, cache: Path) -> subprocess.CompletedProcess[str]
 
 def test_console_script_user_error(tmp_path: Path, cache_dir: Path) -> None:
     pairs = tmp_path / "pairs.json"
-    pairs.write_text('{"not": "a list"}', encoding="utf-8")
+    pairs.write_text('{"not": ["a", 1]}', encoding="utf-8")
     out = tmp_path / "out"
     out.mkdir()
     proc = run_headmaps("score", tmp_path / "missing-model", "--pairs", pairs, cache=cache_dir)
