@@ -16,25 +16,10 @@ from describer.maps.operations import Operation
 from describer.maps.settings import AnalysisSettings, SourceChoice
 from evaluation.causal import CausalResult, run_causal
 from evaluation.correlation import CorrelationResult, run_correlation
-from evaluation.correlation_stats import MEDIANS
+from evaluation.correlation_stats import CSV_COLUMNS, MEDIANS
 from store import Store
 
-ROW_KEYS = (
-    "operation",
-    "category",
-    "n_pairs",
-    "max_static",
-    "r_without_context",
-    "r_with_context",
-    "suppression_r_without_context",
-    "suppression_r_with_context",
-    "r_without_context_averaged",
-    "r_with_context_averaged",
-    "ceiling_without_context",
-    "ceiling_with_context",
-    "within_layer_r_without_context",
-    "within_layer_r_with_context",
-)
+ROW_KEYS = tuple(column for column in CSV_COLUMNS if column != "k")
 """The columns of a correlation row that the JSON output and the stored run keep."""
 
 
