@@ -7,17 +7,18 @@ missing the model is not even loaded."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from describer.errors import HeadmapsError
 from describer.maps.jobs import Warn, analyze_model, pick_device
 from describer.maps.loading import LoadedModel, load_model, resolve
 from describer.maps.operations import Operation, builtin_operations
+from describer.maps.relations import relation_facts
 from describer.maps.results import AnalysisResult
 from describer.maps.settings import SourceChoice
 from store import Store, operation_hash
-from store.records import AnalysisIn, ModelInfo, OperationIn
+from store.records import AnalysisIn, ModelInfo, OperationIn, RelationIn
 
 Progress = Callable[[str, int, int], None]
 
@@ -62,6 +63,48 @@ def stored_family(store: Store, name: str) -> str | None:
         return None
 
 
+RelationOperations = list[tuple[str, tuple[tuple[str, str], ...]]]
+
+
+def relation_operations(operations: Iterable[Operation | OperationIn]) -> RelationOperations:
+    """The operations whose pairs the relation evidence checks: every built-in one, and the
+    user's among ``operations`` (one named like a built-in operation replaces it)."""
+    chosen = {op.name: op.pairs for op in builtin_operations().values()}
+    for op in operations:
+        if op.origin != "builtin":
+            chosen[op.name] = op.pairs
+    return [(name, tuple((s, t) for s, t in pairs)) for name, pairs in chosen.items()]
+
+
+def head_relations(
+    rows: Sequence[tuple[str, Sequence[str]]], operations: RelationOperations
+) -> list[RelationIn]:
+    """The relations a head's salient rows satisfy, as the store takes them."""
+    return [
+        RelationIn(
+            relation=f.relation, label=f.label, rows=f.rows, n_rows=f.n_rows, examples=list(f.examples)
+        )
+        for f in relation_facts(rows, operations)
+    ]
+
+
+def backfill_relations(
+    store: Store, model: str, *, settings_key: str | None = None, replace: bool = False
+) -> int:
+    """Compute and store the relations of every head of ``model``'s current analysis (or
+    ``settings_key``'s) when it has salient rows but no relations (stored before they existed);
+    with ``replace``, recompute them anyway (after new operations were added). Returns the
+    number of heads written."""
+    if not replace and not store.needs_relations(model, settings_key):
+        return 0
+    key, tables = store.salient_tables(model, settings_key)
+    if not tables:
+        return 0
+    operations = relation_operations(store.analysis_operations(model, key))
+    relations = {head: head_relations(rows, operations) for head, rows in tables.items()}
+    return store.save_relations(model, relations, settings_key=key, replace=replace)
+
+
 def save_result(
     store: Store,
     loaded: LoadedModel,
@@ -70,8 +113,8 @@ def save_result(
     operations: Sequence[Operation],
     k: int | None,
 ) -> int:
-    """Store an ``analyze_model`` result with its model and operation definitions; returns the
-    analysis id."""
+    """Store an ``analyze_model`` result with its model, operation definitions and each head's
+    relations (checked against the built-in operations and the user's); returns the analysis id."""
     settings = {name: value for name, value in result.settings.items() if name != "device"}
     definitions = [
         OperationIn(
@@ -85,8 +128,18 @@ def save_result(
         if op.name in result.operations
     ]
     skipped = {op.name: operation_hash(op.pairs) for op in operations if op.name in result.skipped_operations}
+    checked = relation_operations(operations)
+    heads = [
+        {
+            **h.model_dump(),
+            "relations": head_relations(
+                [(s.token, [m.token for m in s.mappings]) for s in h.salient], checked
+            ),
+        }
+        for h in result.heads
+    ]
     data = AnalysisIn.model_validate(
-        {**result.model_dump(), "settings": settings, "skipped_operations": skipped}
+        {**result.model_dump(), "heads": heads, "settings": settings, "skipped_operations": skipped}
     )
     return store.save_analysis(
         model_info(loaded), data, settings_key=key, operations=definitions, default_k=k is None
@@ -129,6 +182,7 @@ def analyze_and_store(
             key = settings_key(family, choice, top_tokens, top_mappings)
             need_salient, todo = pending_work(store, name, key, operations, k)
             if not need_salient and not todo:
+                backfill_relations(store, name, settings_key=key)
                 return Analyzed(name, None, key)
     device = pick_device(device)
     loaded = load_model(model, device=device)
@@ -154,7 +208,11 @@ def analyze_and_store(
     )
     if store is None:
         return Analyzed(loaded.name, result)
-    return Analyzed(loaded.name, result, key, save_result(store, loaded, result, key, todo, k))
+    analysis_id = save_result(store, loaded, result, key, todo, k)
+    # Salient rows stored before: their relations predate these operations (or are missing).
+    new_user_operations = not need_salient and any(op.origin != "builtin" for op in todo)
+    backfill_relations(store, loaded.name, settings_key=key, replace=new_user_operations)
+    return Analyzed(loaded.name, result, key, analysis_id)
 
 
 def ensure_analysis(
@@ -166,12 +224,16 @@ def ensure_analysis(
     warn: Warn = print,
 ) -> str:
     """The stored model name, analysing (every built-in operation, default settings) and storing
-    the model first if the store lacks it."""
+    the model first if the store lacks it; an analysis stored before relation evidence existed
+    gets its relations computed."""
     name = resolve(model).name
-    with contextlib.suppress(HeadmapsError):
+    analysed = False
+    with contextlib.suppress(HeadmapsError):  # not stored yet
         summary = store.get_model(name)
-        if summary.heads >= summary.n_layers * summary.n_heads:
-            return name
+        analysed = summary.heads >= summary.n_layers * summary.n_heads
+    if analysed:
+        backfill_relations(store, name)
+        return name
     loaded = load_model(model, device=pick_device(device))
     operations = list(builtin_operations().values())
     result = analyze_model(model, operations, device=device, progress=progress, warn=warn, loaded=loaded)

@@ -22,6 +22,8 @@ from pydantic import BaseModel
 
 from describer.analyze import ensure_analysis
 from describer.errors import HeadmapsError
+from describer.evidence import TOP_OPERATIONS
+from describer.evidence import head_evidence as evidence
 from describer.llm import (
     Describer,
     DescribeResult,
@@ -35,14 +37,9 @@ from describer.llm import (
 )
 from prompts import Template
 from store import Store
-from store.labels import CATEGORY_MEANINGS
-from store.records import DescriptionIn, HeadView
+from store.records import DescriptionIn
 
 Warn = Callable[[str], None]
-TOP_OPERATIONS = 5
-"""Operation scores shown to the LLM by the evidence prompt, best first."""
-MIN_SCORE = 0.05
-"""Operation scores (relation or suppression) below this are not shown."""
 
 
 class DescribeSummary(BaseModel):
@@ -115,45 +112,6 @@ def select_heads(
                 f"--heads: {layer}.{head} is not a head of {model} (layers 0..{n_layers - 1}, heads 0..{n_heads - 1})"
             )
     return list(wanted)
-
-
-# --- evidence ----------------------------------------------------------------------------------
-
-
-def evidence(
-    view: HeadView, n_layers: int, n_heads: int, top_operations: int = TOP_OPERATIONS
-) -> dict[str, Any]:
-    """What a template may use, all read from the store."""
-    if not view.salient:
-        raise HeadmapsError(f"{view.model} head {view.layer}.{view.head} has no stored salient mappings")
-    # Scores near zero say nothing and crowd the prompt; the template says when none is left.
-    strong = [o for o in view.operations if max(o.relation, o.suppression) >= MIN_SCORE]
-    return {
-        "model": view.model,
-        "layer": view.layer,
-        "head": view.head,
-        "n_layers": n_layers,
-        "n_heads": n_heads,
-        "salient": [
-            {
-                "token": s.token,
-                "amplification": s.amplification,
-                "mappings": [{"token": m.token, "logit": m.logit} for m in s.mappings],
-            }
-            for s in view.salient
-        ],
-        "operations": [
-            {
-                "name": o.name,
-                "category": o.category,
-                "score": o.relation,
-                "suppression": o.suppression,
-                "k": o.k,
-            }
-            for o in strong[:top_operations]
-        ],
-        "categories": dict(CATEGORY_MEANINGS),
-    }
 
 
 # --- describing ------------------------------------------------------------------------------------
@@ -262,7 +220,7 @@ class DescribeJob:
             rendered = self.template.render(**evidence(view, n_layers, n_heads, self.top_operations))
             before = self.describer.usage.llm_calls
             try:
-                result = await self.describer.describe(rendered.text)
+                result = await self.describer.describe(rendered.messages)
             except Exception as exc:
                 stats.llm_calls += self.describer.usage.llm_calls - before
                 if fatal(exc):
@@ -304,7 +262,7 @@ class DescribeJob:
                 rendered_prompt=rendered.text,
                 llm_model=self.describer.label,
                 llm_host=self.llm_host,
-                params=self.describer.params.model_dump(),
+                params={**self.describer.params.model_dump(), "requests": result.requests},
                 raw_response=result.raw,
                 reasoning=d.reasoning if d else None,
                 inputs=d.inputs if d else None,

@@ -34,8 +34,10 @@ from evaluation.embeddings import (
     encoder_unavailable,
     index,
 )
+from evaluation.relations import check_relation
 from store import tables as S
 from store.labels import CATEGORIES, RATING_LABELS
+from store.relations import has_relation
 
 if TYPE_CHECKING:
     from store import Store
@@ -75,6 +77,10 @@ class Filters(BaseModel):
     label: str | None = None
     """Keep descriptions with a current rating of this label."""
     unclear: bool | None = None
+    relation: str | None = None
+    """Keep heads with this relation evidence (a key, or a prefix ending in ``:``)."""
+    min_fraction: float = 0.0
+    """… in at least this fraction of their salient rows."""
 
     def check(self) -> None:
         if self.category is not None and self.category not in CATEGORIES:
@@ -86,7 +92,15 @@ class Filters(BaseModel):
     def active(self) -> bool:
         return bool(self.min_scores) or any(
             v is not None
-            for v in (self.model, self.category, self.layer_min, self.layer_max, self.label, self.unclear)
+            for v in (
+                self.model,
+                self.category,
+                self.layer_min,
+                self.layer_max,
+                self.label,
+                self.unclear,
+                self.relation,
+            )
         )
 
 
@@ -148,6 +162,8 @@ def _allowed(store: Store, ids: list[int] | None, filters: Filters) -> dict[int,
             .where(score.head_id == d.head_id, op.name == name, score.relation >= minimum)
         )
         query = query.where(good.exists())
+    if f.relation is not None:
+        query = query.where(has_relation(d.head_id, f.relation, f.min_fraction))
     with store.read() as session:
         return {
             row[0]: {
@@ -174,6 +190,8 @@ def fulltext(store: Store, query: str, filters: Filters, limit: int) -> list[Hit
         label=f.label,
         unclear=f.unclear,
         limit=limit,
+        relation=f.relation,
+        min_fraction=f.min_fraction,
     )
     return [Hit.model_validate(h.model_dump()) for h in hits]
 
@@ -189,6 +207,8 @@ def search(
     """Descriptions matching ``query``, best first (see the module docstring for the ranking)."""
     filters = filters or Filters()
     filters.check()
+    if filters.relation is not None:
+        check_relation(store, filters.relation, filters.min_fraction)
     if filters.model is not None:
         store.get_model(filters.model)  # an unknown model is an error, not an empty result
     limit = max(1, min(limit, 500))

@@ -21,18 +21,32 @@ from describer.errors import HeadmapsError
 
 __all__ = ["Rendered", "Template", "builtin_names", "load", "render"]
 
-DEFAULT_PROMPT = "salient_evidence"
+DEFAULT_PROMPT = "facts"
 
 
 @dataclass(frozen=True)
 class Rendered:
-    """A rendered prompt and what identifies the template that produced it."""
+    """A rendered prompt and what identifies the template that produced it.
+
+    A template that defines the blocks ``system`` and ``user`` renders into two messages: the
+    fixed instructions (the same for every head, so an LLM runtime keeps them in its KV cache
+    and an API its prompt cache) and this head's evidence. ``text`` is both, as stored."""
 
     text: str
     name: str
     """Built-in name, or the user file's path."""
     sha256: str
     """sha256 of the template source."""
+    system: str | None = None
+    """The ``system`` block, when the template has one."""
+    user: str | None = None
+    """The ``user`` block (``text`` when the template has no blocks)."""
+
+    @property
+    def messages(self) -> list[dict[str, str]]:
+        if self.system is None:
+            return [{"role": "user", "content": self.user if self.user is not None else self.text}]
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user or ""}]
 
 
 def _builtin_dir() -> Path:
@@ -72,6 +86,10 @@ class Template:
 
     def render(self, **evidence: Any) -> Rendered:
         try:
+            if {"system", "user"} <= set(self.compiled.blocks):
+                system, user = (self._block(name, evidence) for name in ("system", "user"))
+                text = f"{system}\n\n{user}"
+                return Rendered(text + "\n", self.name, self.sha256, system=system, user=user + "\n")
             text = self.compiled.render(**evidence)
         except jinja2.TemplateError as exc:
             raise HeadmapsError(f"{self.path}:{_template_line(exc, self.path)}: {_one_line(exc)}") from exc
@@ -79,6 +97,10 @@ class Template:
             where = f"{self.path}:{_template_line(exc, self.path)}"
             raise HeadmapsError(f"{where}: {type(exc).__name__}: {_one_line(exc)}") from exc
         return Rendered(text=text.strip() + "\n", name=self.name, sha256=self.sha256)
+
+    def _block(self, name: str, evidence: dict[str, Any]) -> str:
+        context = self.compiled.new_context(dict(evidence))
+        return "".join(self.compiled.blocks[name](context)).strip()
 
 
 def load(name_or_path: str | Path) -> Template:

@@ -22,8 +22,10 @@ from store.records import (
     ModelSummary,
     OperationIn,
     OperationScoreOut,
+    RelationOut,
     SalientOut,
 )
+from store.relations import relation_out
 from store.writes import SKIPPED
 
 
@@ -183,7 +185,7 @@ class Analyses(StoreBase):
             return grid
 
     def get_head(self, model: str, layer: int, head: int, settings_key: str | None = None) -> HeadView:
-        """A head's salient mappings and operation scores (latest analysis unless
+        """A head's salient mappings, operation scores and relations (latest analysis unless
         ``settings_key``), and its descriptions with current ratings and rating history."""
         with self.read() as session:
             model_row, head_id = self._head_id(session, model, layer, head)
@@ -192,6 +194,7 @@ class Analyses(StoreBase):
                 raise HeadmapsError(f"no analysis of {model} with settings key {settings_key}")
             salient: list[SalientOut] = []
             scores: list[OperationScoreOut] = []
+            relations: list[RelationOut] = []
             if analysis is not None:
                 mappings: dict[int, list[MappingOut]] = {}
                 for m in session.scalars(
@@ -232,6 +235,14 @@ class Analyses(StoreBase):
                         )
                     )
                 scores.sort(key=lambda s: (-s.relation, -s.suppression, s.name, s.k))
+                relations = [
+                    relation_out(r)
+                    for r in session.scalars(
+                        select(S.HeadRelation)
+                        .where(S.HeadRelation.analysis_id == analysis.id, S.HeadRelation.head_id == head_id)
+                        .order_by(S.HeadRelation.rank)
+                    )
+                ]
             rows = session.scalars(
                 select(S.Description).where(S.Description.head_id == head_id).order_by(S.Description.id)
             ).all()
@@ -244,5 +255,6 @@ class Analyses(StoreBase):
                 settings=analysis.settings if analysis else None,
                 salient=salient,
                 operations=scores,
+                relations=relations,
                 descriptions=descriptions_out(session, rows, model, layer, head),
             )

@@ -255,12 +255,15 @@ class Descriptions(StoreBase):
         label: str | None = None,
         unclear: bool | None = None,
         limit: int = 20,
+        relation: str | None = None,
+        min_fraction: float = 0.0,
     ) -> list[SearchHit]:
         """Full-text search over description text (reasoning, inputs, pattern), best first.
 
         Every word of ``query`` must match (stemmed); ``min_scores`` keeps heads whose relation
         score of each named operation is at least the value; ``label`` keeps descriptions with
-        a current rating of that label."""
+        a current rating of that label; ``relation`` (a key, or a prefix ending in ``:``) keeps
+        heads with that relation evidence in at least ``min_fraction`` of their salient rows."""
         if label is not None and label not in RATING_LABELS:
             raise HeadmapsError(f"unknown rating label {label!r}; use one of {', '.join(RATING_LABELS)}")
         if category is not None and category not in CATEGORIES:
@@ -278,4 +281,5 @@ class Descriptions(StoreBase):
                 label=label,
                 unclear=unclear,
                 limit=limit,
+                relation=(relation, min_fraction) if relation is not None else None,
             )

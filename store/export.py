@@ -109,6 +109,16 @@ def dump(store: Store, model: str | None = None) -> dict[str, list[dict[str, Any
                  "layer": layer, "head": index, "default_k": sc.default_k, "n_pairs": sc.n_pairs,
                  "relation": sc.relation, "suppression": sc.suppression}
             )  # fmt: skip
+        for rel in sorted(
+            session.scalars(select(S.HeadRelation).where(S.HeadRelation.analysis_id.in_(list(analyses)))),
+            key=lambda rel: (analyses[rel.analysis_id], head_key(rel.head_id), rel.rank),
+        ):
+            layer, index = head_key(rel.head_id)
+            tables["head_relation"].append(
+                {"analysis": analyses[rel.analysis_id], "layer": layer, "head": index, "relation": rel.relation,
+                 "rank": rel.rank, "label": rel.label, "rows": rel.rows, "n_rows": rel.n_rows,
+                 "fraction": rel.fraction, "examples": rel.examples}
+            )  # fmt: skip
         run_query = select(S.Run).order_by(S.Run.id)
         if model is not None:
             run_query = run_query.where(S.Run.model_id.in_(model_ids))

@@ -44,6 +44,10 @@ TABLES: dict[str, list[tuple[str, str]]] = {
         ("analysis", "int"), ("operation", "int"), ("k", "int"), ("layer", "int"), ("head", "int"),
         ("default_k", "bool"), ("n_pairs", "int"), ("relation", "float"), ("suppression", "float"),
     ],
+    "head_relation": [
+        ("analysis", "int"), ("layer", "int"), ("head", "int"), ("relation", "str"), ("rank", "int"),
+        ("label", "str"), ("rows", "int"), ("n_rows", "int"), ("fraction", "float"), ("examples", "json"),
+    ],
     "run": [
         ("ref", "int"), ("kind", "str"), ("model", "str"), ("settings", "json"), ("started_at", "time"),
         ("finished_at", "time"), ("counts", "json"), ("status", "str"), ("error", "str"),
@@ -69,6 +73,6 @@ TABLES: dict[str, list[tuple[str, str]]] = {
     ],
 }  # fmt: skip
 
-OPTIONAL_TABLES = frozenset({"description_score"})
+OPTIONAL_TABLES = frozenset({"description_score", "head_relation"})
 """Tables added after version 1 of the format: files written before them lack them and import
 as if they were empty (and an older headmaps ignores them)."""

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, aliased
 
 from store import tables as S
 from store.records import SearchHit
+from store.relations import has_relation
 
 PG_VECTOR = (
     "to_tsvector('english', coalesce(reasoning, '') || ' ' || coalesce(inputs, '') || ' ' || "
@@ -38,6 +39,7 @@ def search(
     label: str | None,
     unclear: bool | None,
     limit: int,
+    relation: tuple[str, float] | None = None,
 ) -> list[SearchHit]:
     words = terms(query)
     if not words:
@@ -69,7 +71,7 @@ def search(
             ).label("snippet"),
         ).where(vector.op("@@")(tsquery))
     filtered = any(v is not None for v in (model_id, category, layer_min, layer_max, label, unclear))
-    if sqlite and not filtered and not min_scores:
+    if sqlite and not filtered and not min_scores and relation is None:
         # Unfiltered: rank inside FTS5 alone, then join only the hits shown.
         ranked = session.execute(
             text(
@@ -88,7 +90,7 @@ def search(
         ]
         rows.sort(key=lambda row: (-row["score"], row["id"]))
     else:
-        base = _filters(base, model_id, category, layer_min, layer_max, min_scores, label, unclear)
+        base = _filters(base, model_id, category, layer_min, layer_max, min_scores, label, unclear, relation)
         rows = [
             row._asdict()
             for row in session.execute(base.order_by(literal_column("score").desc(), d.id).limit(limit))
@@ -130,6 +132,7 @@ def _filters(
     min_scores: dict[str, float],
     label: str | None,
     unclear: bool | None,
+    relation: tuple[str, float] | None = None,
 ) -> Select:
     d = S.Description
     query = (
@@ -160,4 +163,6 @@ def _filters(
             .where(and_(score.head_id == d.head_id, op.name == name, score.relation >= minimum))
         )
         query = query.where(good.exists())
+    if relation is not None:
+        query = query.where(has_relation(d.head_id, *relation))
     return query

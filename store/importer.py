@@ -21,7 +21,7 @@ from store.api import Store
 from store.base import operation_hash
 from store.export_format import FORMAT, NULL, OPTIONAL_TABLES, TABLES, VERSION
 from store.records import ModelInfo
-from store.writes import bulk_insert, ensure_model
+from store.writes import bulk_insert, ensure_model, insert_relations, relation_heads
 
 
 def _parse(value: str, kind: str) -> Any:
@@ -221,6 +221,20 @@ def _import(session: Session, tables: dict, added: dict[str, int]) -> None:  # n
         ("analysis_id", "operation_id", "k", "head_id", "default_k", "n_pairs", "relation", "suppression"), scores,
     )  # fmt: skip
     added["operation_score"] = len(scores)
+
+    related: dict[int, set[int]] = {}
+    relations = []
+    for row in tables["head_relation"]:
+        aid, hid, _ = target(row)
+        if aid not in related:
+            related[aid] = relation_heads(session, aid)
+        if hid not in related[aid]:
+            relations.append(
+                {"analysis_id": aid, "head_id": hid, **{k: row[k] for k in ("relation", "rank", "label", "rows",
+                 "n_rows", "fraction", "examples")}}
+            )  # fmt: skip
+    insert_relations(session, relations)
+    added["head_relation"] = len(relations)
 
     runs: dict[int, int] = {}
     for row in tables["run"]:

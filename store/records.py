@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 
 class _In(BaseModel):
@@ -53,10 +53,33 @@ class SalientIn(_In):
     mappings: list[MappingIn]
 
 
+class RelationIn(_In):
+    """A relation that rows of a head's salient table satisfy (``describer.maps.relations``'s
+    ``RelationFact``)."""
+
+    relation: str = Field(min_length=1, max_length=200)
+    """Stable key: ``copy``, ``suffix:+ed``, ``operation:country_to_capital``, ``script:outputs:cjk``, …"""
+    label: str
+    """The relation in plain English: "country → capital"."""
+    rows: int = Field(ge=0)
+    """Rows of the table satisfying it."""
+    n_rows: int = Field(ge=1)
+    examples: list[tuple[str, str]] = []
+    """Up to three (source, matching output) token pairs."""
+
+    @model_validator(mode="after")
+    def _rows_in_range(self) -> RelationIn:
+        if self.rows > self.n_rows:
+            raise ValueError(f"relation {self.relation}: {self.rows} rows of {self.n_rows}")
+        return self
+
+
 class HeadSalientIn(_In):
     layer: int
     head: int
     salient: list[SalientIn]
+    relations: list[RelationIn] = []
+    """The relations the salient table's rows satisfy, strongest first (empty: not computed)."""
 
 
 class OperationScoresIn(_In):
@@ -186,6 +209,35 @@ class SalientOut(BaseModel):
     mappings: list[MappingOut]
 
 
+class RelationOut(BaseModel):
+    """A relation that ``rows`` of the head's ``n_rows`` salient rows satisfy."""
+
+    relation: str
+    label: str
+    rows: int
+    n_rows: int
+    fraction: float
+    examples: list[tuple[str, str]]
+
+    def text(self) -> str:
+        """``13 of 15 rows: country → capital``."""
+        return f"{self.rows} of {self.n_rows} rows: {self.label}"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def summary(self) -> str:
+        """``text()``, in the JSON too."""
+        return self.text()
+
+
+class RelationHit(RelationOut):
+    """A head satisfying a relation (``Store.heads_with_relation``)."""
+
+    model: str
+    layer: int
+    head: int
+
+
 class OperationScoreOut(BaseModel):
     name: str
     category: str
@@ -261,6 +313,8 @@ class HeadView(BaseModel):
     salient: list[SalientOut]
     operations: list[OperationScoreOut]
     """Sorted by relation score, highest first."""
+    relations: list[RelationOut] = []
+    """The relations its salient rows satisfy, strongest first (``describer.maps.relations``)."""
     descriptions: list[DescriptionOut]
     """Oldest first."""
 

@@ -109,6 +109,25 @@ class MappedToken(Base):
     logit: Mapped[float] = mapped_column(Float)
 
 
+class HeadRelation(Base):
+    """A relation that rows of a head's salient table satisfy (``describer.maps.relations``),
+    computed from the salient mappings of one analysis; ``rank`` 0 is the strongest."""
+
+    __tablename__ = "head_relation"
+
+    analysis_id: Mapped[int] = mapped_column(ForeignKey("analysis.id", ondelete="CASCADE"), primary_key=True)
+    head_id: Mapped[int] = mapped_column(ForeignKey("head.id", ondelete="CASCADE"), primary_key=True)
+    relation: Mapped[str] = mapped_column(String(200), primary_key=True, index=True)
+    """The relation's key: ``copy``, ``suffix:+ed``, ``operation:country_to_capital``, …"""
+    rank: Mapped[int]
+    label: Mapped[str] = mapped_column(Text)
+    rows: Mapped[int]
+    n_rows: Mapped[int]
+    fraction: Mapped[float] = mapped_column(Float)
+    examples: Mapped[list[Any]]
+    """Up to three [source, output] token pairs."""
+
+
 class Operation(Base):
     __tablename__ = "operation"
     __table_args__ = (UniqueConstraint("name", "content_hash", name="uq_operation_name_hash"),)

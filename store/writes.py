@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from describer.errors import HeadmapsError
 from store import tables as S
 from store.base import StoreBase, operation_hash, utcnow
-from store.records import AnalysisIn, ModelInfo, OperationIn
+from store.records import AnalysisIn, ModelInfo, OperationIn, RelationIn
 
 SKIPPED = "skipped_operations"
 """The key of the analysis settings under which operations without usable pairs are recorded."""
@@ -33,6 +33,38 @@ def bulk_insert(conn: Connection, table: Table, columns: Sequence[str], rows: li
         f"VALUES ({', '.join([mark] * len(columns))})"
     )
     conn.exec_driver_sql(sql, rows)
+
+
+def relation_rows(analysis_id: int, head_id: int, relations: Sequence[RelationIn]) -> list[dict]:
+    """``head_relation`` rows of one head's relations, ranked in the given order (a key given
+    twice keeps its first, strongest fact)."""
+    rows: list[dict] = []
+    seen: set[str] = set()
+    for r in relations:
+        if r.relation not in seen:
+            seen.add(r.relation)
+            rows.append(
+                {"analysis_id": analysis_id, "head_id": head_id, "relation": r.relation, "rank": len(rows),
+                 "label": r.label, "rows": r.rows, "n_rows": r.n_rows, "fraction": r.rows / r.n_rows,
+                 "examples": [list(e) for e in r.examples]}
+            )  # fmt: skip
+    return rows
+
+
+def insert_relations(session: Session, rows: list[dict]) -> None:
+    """One executemany of ``relation_rows`` (through Core, which writes the JSON column on
+    either dialect; a head has a handful of relations, so this is not the bulk of a write)."""
+    if rows:
+        session.execute(insert(S.HeadRelation), rows)
+
+
+def relation_heads(session: Session, analysis_id: int) -> set[int]:
+    """Heads with relations stored for the analysis."""
+    return set(
+        session.scalars(
+            select(S.HeadRelation.head_id).where(S.HeadRelation.analysis_id == analysis_id).distinct()
+        )
+    )
 
 
 def ensure_model(session: Session, info: ModelInfo) -> S.Model:
@@ -149,6 +181,17 @@ def save_analysis(
             ("analysis_id", "head_id", "salient_rank", "rank", "token", "token_id", "logit"),
             mapping_rows,
         )
+        if any(h.relations for h in data.heads):
+            related = relation_heads(session, analysis.id)
+            insert_relations(
+                session,
+                [
+                    row
+                    for h in data.heads
+                    if head_ids[(h.layer, h.head)] not in related
+                    for row in relation_rows(analysis.id, head_ids[(h.layer, h.head)], h.relations)
+                ],
+            )
 
         for name, scores in data.operations.items():
             definition = definitions.get(name)

@@ -147,5 +147,5 @@ def counts(store) -> dict[str, int]:  # noqa: ANN001
         return {
             t.__tablename__: session.scalar(select(func.count()).select_from(t))
             for t in (S.Model, S.Head, S.Analysis, S.SalientToken, S.MappedToken, S.OperationScore,
-                      S.Operation, S.Description, S.Rating, S.Run, S.DescriptionScore)
+                      S.Operation, S.Description, S.Rating, S.Run, S.DescriptionScore, S.HeadRelation)
         }  # fmt: skip

@@ -1,5 +1,5 @@
-"""A small store for the web, search and review tests: a 3×4 model with scores, descriptions
-(one of them hostile HTML), filled through the Store API."""
+"""A small store for the web, search and review tests: a 3×4 model with scores, relations and
+descriptions (one of each hostile HTML), filled through the Store API."""
 
 from __future__ import annotations
 
@@ -10,12 +10,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from store import Store
+from store.records import RelationIn
 from tests._storedb import analysis, definitions, description, model_info
 
 XSS = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned=2"><b id="injected">bold</b>'
 """A description text that would run script and add elements if it were not escaped."""
 
 CAPITALS = "maps nations to their capital cities"
+
+RELATIONS = {
+    (1, 2): [
+        RelationIn(relation="operation:capital", label="country → capital", rows=2, n_rows=3,
+                   examples=[(" France", " Paris"), ("▁Japan", "▁Tokyo")]),
+        RelationIn(relation="script:inputs:latin", label="inputs are mostly Latin-script words", rows=3, n_rows=3),
+    ],
+    (0, 1): [RelationIn(relation="copy", label="maps to itself (or a case/space variant)", rows=3, n_rows=3,
+                        examples=[(" w010", " w010")])],
+    (2, 0): [RelationIn(relation="copy", label=XSS, rows=1, n_rows=3, examples=[(XSS, XSS)])],
+}  # fmt: skip
+"""Relation evidence of three heads (one of them hostile: a constant's label quotes a token)."""
 
 
 def fill(store: Store) -> dict[str, int]:
@@ -24,6 +37,7 @@ def fill(store: Store) -> dict[str, int]:
     store.save_analysis(
         info, analysis(info, ops=("copy", "capital")), settings_key="k1", operations=definitions()
     )
+    store.save_relations("tiny", RELATIONS)
     ids = {
         "capital": store.add_description(
             description(

@@ -1,6 +1,6 @@
 """``headmaps describe`` end to end, as a real process: bad endpoints fail before any analysis,
-``kill -9`` loses nothing finished, and (slow) the offline default serves the real local
-Qwen2.5-Coder-0.5B-Instruct through ``transformers serve`` on loopback."""
+``kill -9`` loses nothing finished, and the offline default describes with the real local
+Qwen2.5-Coder-0.5B-Instruct, run by llama.cpp in process."""
 
 from __future__ import annotations
 
@@ -208,72 +208,71 @@ def test_kill_9_loses_nothing_finished_and_the_rerun_does_only_the_rest(
         assert SECRET.encode() not in path.read_bytes(), path
 
 
-# --- the real offline default (slow) ------------------------------------------------------------------
+# --- the real offline default: llama.cpp in process -------------------------------------------------
 
 
 def real_cache_with_local_model(tmp_path: Path) -> Path:
-    """A fresh cache directory (so the response cache is empty) that links to the converted
-    local model of the real cache (converted once, about a minute, if it is not there yet)."""
-    from describer.llm.local import LOCAL_MODEL, local_model_dir
-    from describer.maps.loading import ALIASES, converted_dir
+    """A fresh cache directory (so the response cache is empty) that links to the local model's
+    GGUF in the real cache (assembled there once from its packages if it is not yet)."""
+    from describer.llm.local import local_model_file
 
-    local_model_dir()  # convert into the real cache if needed
-    real = converted_dir(ALIASES[LOCAL_MODEL].sha256)
+    real = local_model_file()
     cache = tmp_path / "cache"
-    (cache / "converted").mkdir(parents=True)
-    (cache / "converted" / real.name).symlink_to(real)
+    (cache / "gguf").mkdir(parents=True)
+    (cache / "gguf" / real.name).symlink_to(real)
     return cache
 
 
-@pytest.mark.slow
 def test_offline_default_describes_with_the_real_local_model(tiny_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("llama_cpp", reason="the offline runtime: bash .ci/llama-cpp.sh installs it")
     cache = real_cache_with_local_model(tmp_path)
     db = tmp_path / "h.sqlite"
     start = time.monotonic()
-    proc = describe(
-        tiny_dir, "--heads", "0.0,1.1", "--prompt", "salient", "--db", db, "--json", cache=cache, timeout=600
-    )
+    proc = describe(tiny_dir, "--heads", "0.0,1.1", "--db", db, "--json", cache=cache, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)
     assert summary["model"] == "tiny-llama" and summary["heads"] == 8
     assert summary["llm_calls"] >= 2 and summary["tokens_in"] > 0 and summary["tokens_out"] > 0
-    assert summary["described"] + summary["failed"] == 2
+    # Guided decoding cannot leave the schema: nothing fails.
+    assert summary["described"] == 2 and summary["failed"] == 0
     assert "0.5B model" in proc.stderr and "--base-url https://api.openai.com/v1" in proc.stderr
     with open_store(str(db)) as store:
         for layer, head in ((0, 0), (1, 1)):
             (d,) = store.get_head("tiny-llama", layer, head).descriptions
-            assert d.llm_model == "qwen2.5-coder-0.5b-instruct" and d.llm_host == "local:transformers-serve"
-            assert d.raw_response.strip()  # a real generation, parsed or kept raw
-            assert d.params["max_tokens"] <= 300 and d.params["temperature"] == 0.0
+            assert d.llm_model == "qwen2.5-coder-0.5b-instruct" and d.llm_host == "local:llama.cpp/guided"
+            assert d.prompt_name == "facts" and "Verdict:" in d.rendered_prompt
+            assert d.status in ("ok", "unclear") and d.pattern and d.inputs
+            assert (d.status == "unclear") == d.unclear == (d.category == "unclear")
+            assert d.params["temperature"] == 0.0
+            # Provenance: every request the description took, with its parameters.
+            assert d.params["requests"] == [
+                {
+                    "request": "first",
+                    **{k: d.params[k] for k in ("temperature", "max_tokens", "structured")},
+                    "cached": False,
+                }
+            ]
             assert d.latency_s and d.latency_s > 0
-    # The server was stopped: nothing is left listening or running.
-    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert str(cache) not in out
+    # Again: every answer comes from the response cache, nothing is asked.
+    db2 = tmp_path / "h2.sqlite"
+    again = describe(tiny_dir, "--heads", "0.0,1.1", "--db", db2, "--json", cache=cache, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads(again.stdout)["llm_calls"] == 0
     print(f"offline describe of 2 heads took {time.monotonic() - start:.0f}s")
 
 
-@pytest.mark.slow
-def test_local_server_samples_above_temperature_0_and_is_greedy_at_0() -> None:
-    """The cut-off retry relies on this: at temperature 0 the answer is the greedy one, above 0
-    the local server really samples (seeded here, so the test is deterministic)."""
-    import openai
-
-    from describer.llm.local import serve_local
-
-    with serve_local() as server:
-        client = openai.OpenAI(base_url=server.base_url, api_key="none", timeout=300)
-
-        def ask(temperature: float, seed: int) -> str:
-            response = client.chat.completions.create(
-                model=server.model_path,
-                messages=[{"role": "user", "content": "Invent a name for a new fruit."}],
-                temperature=temperature,
-                max_tokens=12,
-                extra_body={"seed": seed},
-            )
-            return response.choices[0].message.content or ""
-
-        greedy = {ask(0.0, seed) for seed in (1, 2)}
-        sampled = {ask(1.0, seed) for seed in (1, 2, 3)}
-    assert len(greedy) == 1
-    assert len(sampled) > 1 and sampled != greedy
+def test_offline_default_without_its_runtime_says_how_to_install_it(tiny_dir: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    blocker = tmp_path / "no-llama"
+    (blocker / "llama_cpp").mkdir(parents=True)
+    (blocker / "llama_cpp" / "__init__.py").write_text("raise ImportError('not here')\n")
+    env = {**env_for(cache), "PYTHONPATH": str(blocker)}
+    db = tmp_path / "h.sqlite"
+    proc = subprocess.run(
+        [headmaps(), "describe", str(tiny_dir), "--db", str(db)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert_refused(proc, "llama-cpp-python is not installed; install it with `bash .ci/llama-cpp.sh`", db)

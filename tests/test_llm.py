@@ -377,17 +377,3 @@ def test_preflight_unreachable_endpoint() -> None:
     backend = OpenAIBackend(f"http://127.0.0.1:{free_port()}/v1", "m", None, timeout_s=5)
     with pytest.raises(LLMError, match="cannot reach the LLM endpoint"):
         run(backend.preflight())
-
-
-def test_local_model_copy_lets_a_temperature_sample(tmp_path: Path) -> None:
-    from describer.llm.local import allow_sampling
-
-    config = tmp_path / "generation_config.json"
-    config.write_text(json.dumps({"bos_token_id": 1, "eos_token_id": 2, "use_cache": True}))
-    allow_sampling(tmp_path)
-    written = json.loads(config.read_text())
-    assert written == {"bos_token_id": 1, "eos_token_id": 2, "use_cache": True, "do_sample": True}
-    before = config.stat().st_mtime_ns
-    allow_sampling(tmp_path)  # already so: left alone
-    assert config.stat().st_mtime_ns == before
-    assert not list(tmp_path.glob("*.tmp"))

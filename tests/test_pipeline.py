@@ -131,7 +131,8 @@ def test_full_run_stores_descriptions_with_provenance(store, analysed) -> None: 
     assert json.dumps(view.salient[0].token, ensure_ascii=False) in d.rendered_prompt
     assert "head 2 of layer\n1 " in d.rendered_prompt
     assert d.llm_model == "fake-model" and d.llm_host == "llm.test"
-    assert d.params == {"temperature": 0.0, "max_tokens": 64, "structured": True}
+    first = {"temperature": 0.0, "max_tokens": 64, "structured": True}
+    assert d.params == {**first, "requests": [{"request": "first", **first, "cached": False}]}
     assert d.tokens_in == 100 and d.tokens_out == 40 and d.latency_s is not None
     expected = json.loads(answer_for(d.rendered_prompt))
     assert (d.category, d.pattern, d.unclear) == (

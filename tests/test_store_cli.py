@@ -9,8 +9,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from sqlalchemy import delete
 
 from store import open_store
+from store import tables as S
 from store.records import RatingIn
 from tests._cli import assert_ok, assert_user_error, invoke
 from tests._storedb import ENGINES, description, make_url
@@ -84,9 +86,15 @@ def test_analyze_writes_the_store_once(tiny_dir: Path, db: str, monkeypatch: pyt
         raise AssertionError("the model was loaded although everything is stored")
 
     monkeypatch.setattr("describer.analyze.load_model", no_load)
+    with open_store(db) as store:  # as a database from before relation evidence
+        assert store.get_head("tiny-llama", 1, 3).relations
+        with store.write() as session:
+            session.execute(delete(S.HeadRelation))
     result = analyze(tiny_dir, db, "--operations", "general_copying")
     assert_ok(result)
     assert "already stored" in result.stdout
+    with open_store(db) as store:  # computed from the stored salient mappings
+        assert store.get_head("tiny-llama", 1, 3).relations and not store.needs_relations("tiny-llama")
     monkeypatch.undo()
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
@@ -102,6 +110,29 @@ def test_analyze_writes_the_store_once(tiny_dir: Path, db: str, monkeypatch: pyt
     assert_ok(analyze(tiny_dir, db, "--operations", "general_copying", "--no-norms", "--source", "embed"))
     with open_store(db) as store:
         assert store.get_model("tiny-llama").analyses == 2
+
+
+def test_a_user_operation_added_later_recomputes_the_relations(
+    tiny_dir: Path, db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from describer import analyze as job
+    from describer.maps.operations import Operation, builtin_operations
+
+    copying = builtin_operations()["general_copying"]
+    with open_store(db) as store:
+        job.analyze_and_store(store, str(tiny_dir), [copying], top_tokens=3, top_mappings=2, device="cpu")
+        calls: list[dict] = []
+        real = job.backfill_relations
+        monkeypatch.setattr(job, "backfill_relations", lambda *a, **k: calls.append(k) or real(*a, **k))
+        mine = Operation(name="mine", category="custom", pairs=copying.pairs[:40], origin="/tmp/mine.json")
+        job.analyze_and_store(
+            store, str(tiny_dir), [copying, mine], top_tokens=3, top_mappings=2, device="cpu"
+        )
+        assert calls[-1]["replace"] is True
+        assert store.stored_operations("tiny-llama", calls[-1]["settings_key"]) == {"general_copying", "mine"}
+        assert all(
+            store.get_head("tiny-llama", layer, head).relations for layer in (0, 1) for head in range(4)
+        )
 
 
 def test_analyze_no_store_and_json(tiny_dir: Path, tmp_path: Path) -> None:
@@ -131,6 +162,9 @@ def test_show_export_import(tiny_dir: Path, db: str, tmp_path: Path) -> None:
     assert_ok(result)
     view = json.loads(result.stdout)
     assert (view["layer"], view["head"]) == (1, 2) and len(view["descriptions"][0]["history"]) == 2
+    # analyze stored the head's relation evidence: at least the script of its inputs.
+    assert any(r["relation"].startswith("script:inputs:") for r in view["relations"]), view["relations"]
+    assert view["relations"][0]["summary"] in invoke("show", "1.2", "--db", db).stdout
 
     for fmt in ("json", "csv"):
         first = tmp_path / f"first.{fmt}"

@@ -1,5 +1,5 @@
 """Export and import of the store on SQLite and PostgreSQL: JSON and CSV round trips, files from
-before description scores, and bad files."""
+before description scores and head relations, and bad files."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from describer.errors import HeadmapsError
 from store import export_store, import_file, open_store
 from store import tables as S
-from store.records import DescriptionScoreIn, RatingIn
+from store.records import DescriptionScoreIn, RatingIn, RelationIn
 from tests._storedb import ENGINES, analysis, counts, definitions, description, make_url, model_info
 
 
@@ -26,6 +26,16 @@ def store(url: str):  # noqa: ANN201
         yield s
 
 
+RELATIONS = {
+    (0, 1): [
+        RelationIn(relation="copy", label="maps to itself", rows=3, n_rows=3, examples=[(" w010", "▁W010")]),
+        RelationIn(relation="script:inputs:latin", label='inputs "quoted", ✓', rows=2, n_rows=3),
+    ],
+    (2, 3): [RelationIn(relation="operation:capital", label="country → capital", rows=1, n_rows=3,
+                        examples=[(" é,\n", ' "x"'), ("a", "b")])],
+}  # fmt: skip
+
+
 def _fill(store) -> None:  # noqa: ANN001
     info = model_info()
     store.save_analysis(info, analysis(info), settings_key="k", operations=definitions())
@@ -33,6 +43,7 @@ def _fill(store) -> None:  # noqa: ANN001
     store.save_analysis(
         other, analysis(other, ops=("copy",)), settings_key="k", operations=definitions(("copy",))
     )
+    store.save_relations("tiny", RELATIONS)
     run = store.start_run("describe", "tiny", {"x": [1, 2]})
     did = store.add_description(description(layer=1, head=1, run_id=run, comment=None))
     store.add_description(description(layer=1, head=1, status="failed", reasoning="", tokens_in=None))
@@ -64,7 +75,9 @@ def test_export_import_export_is_identical(store, url: str, tmp_path: Path, fmt:
     assert (
         added["description"] == 3 and added["rating"] == 2 and added["mapped_token"] == 12 * 3 * 2 + 4 * 3 * 2
     )
-    assert added["description_score"] == 2
+    assert added["description_score"] == 2 and added["head_relation"] == 3
+    assert [r.relation for r in store.get_head("tiny", 0, 1).relations] == ["copy", "script:inputs:latin"]
+    assert store.get_head("tiny", 2, 3).relations[0].examples == [(" é,\n", ' "x"'), ("a", "b")]
     assert export_store(store, fmt=fmt) == first
     # Importing again adds nothing.
     assert sum(import_file(store, tmp_path / f"a.{fmt}").values()) == 0
@@ -80,14 +93,14 @@ def test_export_import_export_is_identical(store, url: str, tmp_path: Path, fmt:
 def test_an_export_from_before_scores_still_imports(store, tmp_path: Path) -> None:  # noqa: ANN001
     _fill(store)
     doc = json.loads(export_store(store))
-    del doc["tables"]["description_score"]
+    del doc["tables"]["description_score"], doc["tables"]["head_relation"]
     old = tmp_path / "old.json"
     old.write_text(json.dumps(doc))
     with store.write() as session:
         for table in reversed(S.Base.metadata.sorted_tables):
             session.execute(table.delete())
     added = import_file(store, old)
-    assert added["description"] == 3 and added["description_score"] == 0
+    assert added["description"] == 3 and added["description_score"] == 0 and added["head_relation"] == 0
 
 
 def test_import_rejects_bad_files(store, tmp_path: Path) -> None:  # noqa: ANN001

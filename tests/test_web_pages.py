@@ -53,6 +53,8 @@ PAGES = [
     "/review?rater=ann&after={tense}",
     "/search?q=script&mode=fulltext",
     "/search?q=window+pwned&mode=fulltext",
+    "/models/tiny?relation=copy",
+    "/search?relation=copy",
 ]
 
 

@@ -18,11 +18,12 @@ from describer.cli.console import err, out, user_errors, warn
 from describer.cli.options import DbOpt
 from describer.errors import HeadmapsError
 from evaluation.embeddings import warm_encoder
+from evaluation.relations import check_fraction, find_heads
 from evaluation.semantic import Filters
 from evaluation.semantic import search as run_search
 from store import Store, open_store
 from store.labels import RATING_LABELS, RATING_MEANINGS
-from store.records import RatingIn
+from store.records import RatingIn, RelationHit
 
 
 def serve(
@@ -63,7 +64,10 @@ def _min_scores(values: list[str]) -> dict[str, float]:
 
 
 def search(
-    query: Annotated[str, typer.Argument(help="What the heads do, in words.")],
+    query: Annotated[
+        str | None,
+        typer.Argument(help="What the heads do, in words. Optional with --relation.", show_default=False),
+    ] = None,
     model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
     category: Annotated[str | None, typer.Option(help="Only descriptions of this category.")] = None,
     min_score: Annotated[
@@ -77,14 +81,37 @@ def search(
     unclear: Annotated[
         bool | None, typer.Option("--unclear/--clear", help="Only unclear, or only clear, ones.")
     ] = None,
+    relation: Annotated[
+        str | None,
+        typer.Option(
+            help="Heads whose salient rows satisfy this relation: a key (copy, suffix:+ed, "
+            "operation:country_to_capital, script:outputs:cjk, …) or a prefix ending in ':'. "
+            "Without QUERY, lists those heads, strongest first.",
+        ),
+    ] = None,
+    min_fraction: Annotated[
+        float, typer.Option(help="With --relation: the least fraction of rows satisfying it (0 to 1).")
+    ] = 0.0,
     mode: Annotated[str, typer.Option(help="hybrid, semantic or fulltext.")] = "hybrid",
     limit: Annotated[int, typer.Option(min=1, max=500)] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON: {results, mode}.")] = False,
     db: DbOpt = None,
 ) -> None:
-    """Find heads by what their descriptions say (full text and sentence embeddings)."""
+    """Find heads by what their descriptions say (full text and sentence embeddings), or by the
+    relations their salient mappings satisfy (--relation)."""
 
     with user_errors():
+        if relation is None and min_fraction != 0.0:
+            raise HeadmapsError("--min-fraction needs --relation KEY")
+        if relation is not None:
+            check_fraction(min_fraction)
+        if query is None:
+            if relation is None:
+                raise HeadmapsError("give a QUERY, or --relation KEY to list heads by their relations")
+            with open_store(db) as store:
+                hits = find_heads(store, relation, model=model, min_fraction=min_fraction, limit=limit)
+            _print_relation_hits(hits, relation, min_fraction, as_json)
+            return
         if mode not in ("hybrid", "semantic", "fulltext"):
             raise HeadmapsError(f"--mode is hybrid, semantic or fulltext, not {mode!r}")
         low = high = None
@@ -102,6 +129,8 @@ def search(
             min_scores=_min_scores(min_score or []),
             label=label,
             unclear=unclear,
+            relation=relation,
+            min_fraction=min_fraction,
         )
         with open_store(db) as store:
             result = run_search(store, query, filters, limit=limit, mode=mode)  # type: ignore[arg-type]
@@ -133,6 +162,26 @@ def search(
             f"{escape(h.model)} {h.layer}.{h.head}", f"{h.score:.3f}", h.category or "", escape(h.text)
         )
     out.print(table)
+
+
+def _print_relation_hits(hits: list[RelationHit], relation: str, min_fraction: float, as_json: bool) -> None:
+    if as_json:
+        rows = [h.model_dump() for h in hits]
+        sys.stdout.write(
+            json.dumps({"results": rows, "relation": relation, "min_fraction": min_fraction}) + "\n"
+        )
+        return
+    if not hits:
+        out.print(f"No head has relation {escape(repr(relation))} in at least {min_fraction:g} of its rows.")
+        return
+    heads = "head" if len(hits) == 1 else "heads"
+    out.print(f"{len(hits)} {heads} with {escape(relation)}, strongest first:", highlight=False)
+    for h in hits:
+        examples = ", ".join(f"{s!r} → {o!r}" for s, o in h.examples)
+        line = f"{h.model} {h.layer}.{h.head}  {h.relation}  {h.text()}" + (
+            f"   e.g. {examples}" if examples else ""
+        )
+        out.print(escape(line), soft_wrap=True, highlight=False)
 
 
 # --- rate: the review queue in the terminal ------------------------------------------------------

@@ -131,7 +131,7 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print the head as one JSON object.")] = False,
     db: DbOpt = None,
 ) -> None:
-    """A head's salient mappings, operation scores, descriptions and ratings."""
+    """A head's salient mappings, relation evidence, operation scores, descriptions and ratings."""
     with user_errors():
         if len(target) not in (1, 2):
             raise HeadmapsError("give [MODEL] LAYER.HEAD")
@@ -165,6 +165,12 @@ def _print_head(view: HeadView) -> None:
         out.print(table)
     else:
         out.print("no salient mappings stored for this head (run `headmaps analyze`)")
+    if view.relations:
+        out.print("[bold]Relations[/] (rows of the salient table satisfying each)")
+        for r in view.relations:
+            examples = ", ".join(f"{s!r} → {o!r}" for s, o in r.examples)
+            line = f"  {r.text()}" + (f"   e.g. {examples}" if examples else "")
+            out.print(escape(line), soft_wrap=True, highlight=False)
     if view.operations:
         table = Table(title="Operation scores (highest first)")
         for column in ("operation", "category", "k", "relation", "suppression"):

@@ -6,7 +6,7 @@ import copy
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from store.labels import CATEGORIES, CATEGORY_MEANINGS
 
@@ -21,8 +21,8 @@ class HeadDescription(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    reasoning: str = Field(max_length=2000)
-    """What the LLM noticed before answering."""
+    reasoning: str = Field("", max_length=2000)
+    """What the LLM noticed before answering (the small schema of a local model leaves it out)."""
     inputs: str = Field(min_length=1, max_length=_SENTENCE)
     """One sentence on the input tokens."""
     pattern: str = Field(min_length=1, max_length=_SENTENCE)
@@ -48,6 +48,14 @@ class HeadDescription(BaseModel):
         cleaned = [t.strip().lower()[:50] for t in tags if t and t.strip()]
         return list(dict.fromkeys(cleaned))
 
+    @model_validator(mode="after")
+    def _consistent(self) -> HeadDescription:
+        # "unclear" is one judgement, stated twice: an unclear head has no category to serve,
+        # and the unclear category means no pattern was found.
+        if self.unclear or self.category == "unclear":
+            self.unclear, self.category = True, "unclear"
+        return self
+
     @property
     def status(self) -> str:
         return "unclear" if self.unclear or self.category == "unclear" else "ok"
@@ -66,7 +74,33 @@ def response_json_schema() -> dict[str, Any]:
     return schema
 
 
-__all__ = ["CATEGORIES", "CATEGORY_MEANINGS", "HeadDescription", "response_json_schema"]
+SMALL_LIMITS = {"inputs": (3, 200), "pattern": (3, 240)}
+"""(minLength, maxLength) of the small schema's sentences: bounded, or a grammar lets a small
+model list tokens until the token limit (measured: 2 of 24 valid answers without bounds)."""
+
+
+def small_json_schema() -> dict[str, Any]:
+    """The schema a small local model answers in: no ``reasoning``, bounded strings, at most
+    three short tags; for grammar-constrained decoding (``describer.llm.llamacpp``)."""
+    properties: dict[str, Any] = {}
+    for name, (low, high) in SMALL_LIMITS.items():
+        properties[name] = {"type": "string", "minLength": low, "maxLength": high}
+    properties["unclear"] = {"type": "boolean"}
+    properties["category"] = {"type": "string", "enum": list(CATEGORIES)}
+    properties["tags"] = {
+        "type": "array",
+        "items": {"type": "string", "minLength": 1, "maxLength": 24},
+        "maxItems": 3,
+    }
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
+__all__ = ["CATEGORIES", "CATEGORY_MEANINGS", "HeadDescription", "response_json_schema", "small_json_schema"]
 
 
 def extract_json(text: str) -> dict[str, Any] | None:

@@ -10,7 +10,7 @@ import asyncio
 import os
 import random
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -18,7 +18,7 @@ from describer.errors import HeadmapsError
 from describer.llm.answer import CATEGORIES, HeadDescription, parse_description
 from describer.llm.base import Completion, GenerationParams, LLMBackend, Messages
 from describer.llm.cache import ResponseCache
-from describer.llm.openai_api import retry_after, retryable
+from describer.llm.openai_api import format_refusal, retry_after, retryable
 
 REPAIR = (
     "Your answer could not be used: {error}. Reply again with only one JSON object with the keys "
@@ -55,6 +55,9 @@ class DescribeResult(BaseModel):
     latency_s: float = 0.0
     llm_calls: int = 0
     """Requests sent for this result (0 when every answer came from the cache)."""
+    requests: list[dict[str, Any]] = []
+    """Every request this result took, first and retry: why it was sent, its generation
+    parameters and whether the answer came from the cache (stored with the description)."""
 
 
 @dataclass
@@ -100,6 +103,8 @@ class CachedCaller:
         if self.concurrency < 1:
             raise HeadmapsError("--concurrency must be at least 1")
         self._slots = asyncio.Semaphore(self.concurrency)
+        self._plain = False
+        """Structured output turned off for the rest of the run (see ``complete``)."""
 
     @property
     def label(self) -> str:
@@ -116,6 +121,9 @@ class CachedCaller:
             self.usage.cache_hits += 1
             return hit, 0
         calls = 0
+        if self._plain:
+            params = params.model_copy(update={"structured": False})
+        plain_tried = False
         for attempt in range(self.retry.max_retries + 1):
             async with self._slots:
                 calls += 1
@@ -127,8 +135,15 @@ class CachedCaller:
                         raise
                     failure = exc
                 else:
+                    if plain_tried:
+                        self._plain = True  # the endpoint answers, just not in a schema
                     break
             self.usage.retries += 1
+            if params.structured and not plain_tried and format_refusal(failure):
+                # An HTTP 500 to a structured request may be a refusal of response_format
+                # (llama-cpp-python's server): ask again at once without it, not six times.
+                params, plain_tried = params.model_copy(update={"structured": False}), True
+                continue
             await asyncio.sleep(self.retry.delay(attempt, failure))  # outside the slot
         self.usage.tokens_in += completion.tokens_in
         self.usage.tokens_out += completion.tokens_out
@@ -141,11 +156,15 @@ class CachedCaller:
 class Describer(CachedCaller):
     """Turns rendered prompts into validated descriptions with bounded concurrency."""
 
-    async def describe(self, prompt: str) -> DescribeResult:
+    async def describe(self, prompt: str | Messages) -> DescribeResult:
         """Ask once; on an unusable answer ask once more: with the problem stated, or, when the
-        answer was cut off at the length limit, afresh asking for a shorter one."""
-        messages: Messages = [{"role": "user", "content": prompt}]
+        answer was cut off at the length limit, afresh asking for a shorter one. ``prompt`` is
+        one user message, or the messages (a fixed system message and this head's user one)."""
+        messages: Messages = (
+            [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+        )
         first, calls = await self.complete(messages)
+        requests = [_request("first", self.params, calls)]
         description, error = parse_description(first.text)
         total = [first]
         if description is None:
@@ -154,18 +173,21 @@ class Describer(CachedCaller):
                 error = (
                     f"the answer was cut off at the length limit ({self.params.max_tokens} tokens): {error}"
                 )
-                repair = [{"role": "user", "content": prompt + SHORTER}]
+                repair = messages[:-1] + [{"role": "user", "content": messages[-1]["content"] + SHORTER}]
                 params = self.params.model_copy(
                     update={"temperature": max(self.params.temperature, RETRY_TEMPERATURE)}
                 )
+                why = "shorter"
             else:
                 params = None
+                why = "repair"
                 repair = messages + [
                     {"role": "assistant", "content": first.text},
                     {"role": "user", "content": REPAIR.format(error=error, categories=", ".join(CATEGORIES))},
                 ]
             second, more = await self.complete(repair, params)
             calls += more
+            requests.append(_request(why, params or self.params, more))
             total.append(second)
             description, second_error = parse_description(second.text)
             if description is None:
@@ -180,7 +202,12 @@ class Describer(CachedCaller):
             tokens_out=sum(c.tokens_out for c in total),
             latency_s=sum(c.latency_s for c in total),
             llm_calls=calls,
+            requests=requests,
         )
+
+
+def _request(why: str, params: GenerationParams, calls: int) -> dict[str, Any]:
+    return {"request": why, **params.model_dump(), "cached": calls == 0}
 
 
 # Prices in US dollars per million tokens (input, output), for the progress bar's estimate.

@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterator
 
 from describer.errors import HeadmapsError
 from describer.llm.base import Endpoint, GenerationParams, LLMBackend, backend_connector, register_backend
-from describer.llm.local import LOCAL_MODEL, WEAK_MODEL_NOTE, serve_local
+from describer.llm.llamacpp import LlamaCppBackend, load_runtime
+from describer.llm.local import LOCAL_MODEL, WEAK_MODEL_NOTE, local_mode, local_model_file
 from describer.llm.openai_api import OpenAIBackend, api_key_from_env, host_of
 
 Warn = Callable[[str], None]
@@ -32,17 +33,13 @@ def connect_local(base_url: str | None, llm_model: str | None) -> Iterator[tuple
         raise HeadmapsError(
             f"--llm-model {llm_model} needs --base-url (without one headmaps runs the local {LOCAL_MODEL})"
         )
-    with serve_local() as server:
-        endpoint = Endpoint(
-            server.base_url, server.model_path, LOCAL_MODEL, "local:transformers-serve", local=True
-        )
-        # A CPU-bound local model can take minutes per answer when the machine is busy;
-        # timing out would only queue the same work again behind the first try.
-        backend = OpenAIBackend(
-            endpoint.base_url, endpoint.request_model, api_key_from_env(), timeout_s=900.0
-        )
-        backend.host = endpoint.host
+    load_runtime()  # a missing runtime is one line saying how to install it, before any work
+    backend = LlamaCppBackend(local_model_file(), LOCAL_MODEL, mode=local_mode())  # type: ignore[arg-type]
+    endpoint = Endpoint(str(backend.model_path), LOCAL_MODEL, LOCAL_MODEL, backend.host, local=True)
+    try:
         yield endpoint, backend
+    finally:
+        backend.close()
 
 
 @contextlib.contextmanager
@@ -60,7 +57,6 @@ def connect(
 
 
 def default_params(local: bool) -> GenerationParams:
-    # transformers serve ignores response_format, so the local model answers in text. Its usable
-    # answers are 100-180 tokens; the longer ones are token lists running on, and each token
-    # costs a quarter of a second on 2 cores.
-    return GenerationParams(temperature=0.0, max_tokens=300 if not local else 180, structured=not local)
+    # The local backend keeps its answer in the schema itself (guided fields or a grammar, each
+    # bounded), so max_tokens only caps a free-text request; 160 is twice the longest guided answer.
+    return GenerationParams(temperature=0.0, max_tokens=300 if not local else 160, structured=True)

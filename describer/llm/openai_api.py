@@ -1,7 +1,6 @@
 """Any OpenAI-compatible chat-completions endpoint through the async ``openai`` SDK: OpenAI
-itself, vLLM, Ollama, llama.cpp's server or ``transformers serve`` (the local default, see
-``describer.llm.local``). Tests fake the HTTP layer by handing the backend an ``httpx2`` client
-with a mock transport. The API key is held only by the SDK client: it is never part of a
+itself, vLLM, Ollama, llama.cpp's server or ``transformers serve``. Tests fake the HTTP layer by
+handing the backend an ``httpx2`` client with a mock transport. The API key is held only by the SDK client: it is never part of a
 result, a cache key or a message.
 
 ``complete`` raises the SDK's exceptions, and the helpers at the end classify them, so the retry
@@ -169,13 +168,6 @@ def retryable(exc: BaseException) -> bool:
         return exc.status_code in (408, 409, 429) or exc.status_code >= 500
     return False
 
-    response = getattr(exc, "response", None)
-    value = response.headers.get("retry-after") if response is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
 
 def retry_after(exc: BaseException) -> float | None:
     """The server's ``Retry-After`` hint in seconds, if it gave one."""
@@ -185,6 +177,12 @@ def retry_after(exc: BaseException) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
+
+
+def format_refusal(exc: BaseException) -> bool:
+    """HTTP 500 to a request with ``response_format``: what llama-cpp-python's own server answers
+    to any json_schema. The caller asks again at once without structured output."""
+    return isinstance(exc, openai.APIStatusError) and exc.status_code == 500
 
 
 def describe_error(exc: BaseException) -> str:

@@ -8,11 +8,12 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from evaluation import semantic
+from evaluation.relations import find_heads
 from evaluation.web import queries
 from evaluation.web.common import WebError, head_spec, store_of
 from store import Store
 from store.labels import CATEGORIES, RATING_LABELS, RATING_MEANINGS
-from store.records import DescriptionOut, HeadView, ModelSummary, RatingIn, RatingOut
+from store.records import DescriptionOut, HeadView, ModelSummary, RatingIn, RatingOut, RelationHit
 
 router = APIRouter(prefix="/api", tags=["api"])
 
@@ -144,6 +145,8 @@ def api_search(
     min_score: list[str] = Query(default=[], description="OPERATION=NUMBER, repeatable"),  # noqa: B008
     label: str | None = None,
     unclear: bool | None = None,
+    relation: str | None = Query(default=None, description="A relation key, or a prefix ending in ':'"),
+    min_fraction: float = Query(default=0.0, ge=0.0, le=1.0),
     mode: Literal["fulltext", "semantic", "hybrid"] = "hybrid",
     limit: int = Query(default=20, ge=1, le=500),
 ) -> semantic.SearchResult:
@@ -155,8 +158,29 @@ def api_search(
         min_scores=parse_min_scores(min_score),
         label=label or None,
         unclear=unclear,
+        relation=relation or None,
+        min_fraction=min_fraction,
     )
     return semantic.search(store_of(request), q, filters, limit=limit, mode=mode)
+
+
+@router.get(
+    "/relations",
+    response_model=list[RelationHit],
+    summary="Heads whose salient rows satisfy a relation, strongest first",
+)
+def api_relations(
+    request: Request,
+    relation: str = Query(
+        description="A relation key (copy, suffix:+ed, operation:NAME, …) or a prefix ending in ':'"
+    ),
+    model: str | None = None,
+    min_fraction: float = Query(default=0.0, ge=0.0, le=1.0),
+    limit: int = Query(default=100, ge=1, le=5000),
+) -> list[RelationHit]:
+    return find_heads(
+        store_of(request), relation, model=model or None, min_fraction=min_fraction, limit=limit
+    )
 
 
 @router.post("/ratings", response_model=RatingOut, status_code=201, summary="Rate a description")

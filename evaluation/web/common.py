@@ -33,7 +33,9 @@ def status_of(error: HeadmapsError) -> int:
         "out of range" in message
     ):
         return 404
-    if message.startswith(("unknown rating label", "unknown category")):
+    if message.startswith(
+        ("unknown rating label", "unknown category", "unknown relation", "the minimum fraction")
+    ):
         return 422
     return 400
 

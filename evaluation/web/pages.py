@@ -11,6 +11,7 @@ from markupsafe import Markup, escape
 
 from describer.errors import HeadmapsError
 from evaluation import semantic
+from evaluation.relations import find_heads
 from evaluation.web import queries
 from evaluation.web.api import RatingPost, labels, parse_min_scores, rate, review_item
 from evaluation.web.common import WebError, head_spec, head_url, model_url, render, store_of
@@ -151,10 +152,26 @@ def report_page(request: Request, model: str, download: bool = False) -> HTMLRes
     return HTMLResponse(html, headers=headers)
 
 
+def _fraction(text: str) -> float:
+    """A page's ``min_fraction`` field (empty: 0)."""
+    try:
+        return float(text) if text.strip() else 0.0
+    except ValueError:
+        raise WebError(422, f"the minimum fraction must be a number between 0 and 1, not {text!r}") from None
+
+
 @router.get("/models/{model:path}", response_class=HTMLResponse)
-def model_page(request: Request, model: str, by: str = "", op: str = "") -> HTMLResponse:
+def model_page(
+    request: Request, model: str, by: str = "", op: str = "", relation: str = "", min_fraction: str = ""
+) -> HTMLResponse:
     store = store_of(request)
     ops = queries.operations_of(store, model)
+    relation = relation.strip()
+    related = (
+        find_heads(store, relation, model=model, min_fraction=_fraction(min_fraction), limit=None)
+        if relation
+        else None
+    )
     if not by:
         by = "category" if queries.has_descriptions(store, model) or not ops else "operation"
     if by not in ("category", "rating", "operation"):
@@ -191,6 +208,10 @@ def model_page(request: Request, model: str, by: str = "", op: str = "") -> HTML
         by=by,
         op=operation,
         base=model_url(model),
+        relation=relation,
+        min_fraction=min_fraction,
+        related=related,
+        relation_keys=store.relation_keys(model),
     )
 
 
@@ -254,6 +275,8 @@ def search_page(request: Request) -> HTMLResponse:
             "label",
             "unclear",
             "mode",
+            "relation",
+            "min_fraction",
         )
     }
     result, error = None, None
@@ -265,6 +288,19 @@ def search_page(request: Request) -> HTMLResponse:
     if form["op"] and form["min_score"]:
         min_scores = parse_min_scores([f"{form['op']}={form['min_score']}"])
     mode = form["mode"] if form["mode"] in ("fulltext", "semantic", "hybrid") else "hybrid"
+    relation = form["relation"].strip() or None
+    fraction, related = 0.0, None
+    try:
+        fraction = float(form["min_fraction"]) if form["min_fraction"].strip() else 0.0
+    except ValueError:
+        error = f"the minimum fraction must be a number between 0 and 1, not {form['min_fraction']!r}"
+    if relation is not None and error is None and not q.strip():
+        try:
+            related = find_heads(
+                store, relation, model=form["model"] or None, min_fraction=fraction, limit=200
+            )
+        except HeadmapsError as exc:
+            error = str(exc)
     if q.strip() and error is None:
         filters = semantic.Filters(
             model=form["model"] or None,
@@ -274,6 +310,8 @@ def search_page(request: Request) -> HTMLResponse:
             min_scores=min_scores,
             label=form["label"] or None,
             unclear={"yes": True, "no": False}.get(form["unclear"]),
+            relation=relation,
+            min_fraction=fraction,
         )
         try:
             result = semantic.search(store, q, filters, limit=50, mode=mode)
@@ -292,6 +330,8 @@ def search_page(request: Request) -> HTMLResponse:
         category_meanings=CATEGORY_MEANINGS,
         rating_labels=RATING_LABELS,
         result=result,
+        related=related,
+        relation_keys=store.relation_keys(),
         error=error,
         marked=marked,
     )

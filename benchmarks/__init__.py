@@ -1,0 +1,1 @@
+"""Benchmark scripts, and the planted heads they share (``benchmarks.planted_heads``)."""
