@@ -31,6 +31,7 @@ _KIND_ORDER = (
     "operation:",
     "inflection:",
     "gender:",
+    "opposite",
     "successor",
     "predecessor",
     "case:",

@@ -16,9 +16,9 @@ if TYPE_CHECKING:
     from store import Store
 
 KEYS_HELP = (
-    "copy, stem, successor, predecessor, constant, suffix:+ed (or +s, +es, +d, +ing, +er, +est, +ly, "
+    "copy, stem, opposite, successor, predecessor, constant, suffix:+ed (or +s, +es, +d, +ing, +er, +est, +ly, "
     "+ness, +ment, +ion; -ed for the reverse), inflection:past (or participle, ing, plural, third_person, "
-    "comparative, superlative, lemma), case:upper (or lower, title), gender:female (or male), operation:NAME, "
+    "comparative, superlative, lemma), case:upper (or lower, title), gender:female (or male), operation:NAME, reverse:NAME, "
     "script:inputs:CLASS, script:outputs:CLASS, or a prefix ending in ':' such as operation:"
 )
 

@@ -373,37 +373,3 @@ def test_relation_keys() -> None:
         assert not is_relation_key(key), key
     assert is_relation_key("operation:mine", known=["operation:mine"])
     assert is_relation_key("operation:m", known=["operation:mine"]) is False
-
-
-# --- lexicon relations: inflection, case, gender ------------------------------------------------
-
-
-def test_irregular_inflections_are_found_from_the_lexicon() -> None:
-    rows = [(" shrink", [" shrank", " x"]), (" stride", [" strode"]), (" mouse", [" mice"]), (" good", [" better"])]
-    keys = {f.relation: f.rows for f in relation_facts(rows, min_rows=1, min_fraction=0.0)}
-    assert keys["inflection:past"] == 2 and keys["inflection:plural"] == 1 and keys["inflection:comparative"] == 1
-    back = relation_facts([(" shrank", [" shrink"]), (" mice", [" mouse"])], min_rows=1, min_fraction=0.0)
-    assert {f.relation for f in back} >= {"inflection:lemma"}
-
-
-def test_case_changes_are_told_apart_from_plain_copying() -> None:
-    rows = [(" paris", [" PARIS"]), ("dog", ["DOG"]), (" cat", [" cat"])]
-    facts = {f.relation: f for f in relation_facts(rows, min_rows=1, min_fraction=0.0)}
-    assert facts["copy"].rows == 3 and facts["case:upper"].rows == 2
-    assert facts["case:upper"].label == "the same word in upper case"
-    titled = relation_facts([(" paris", [" Paris"]), (" rome", ["Rome"])], min_rows=1, min_fraction=0.0)
-    assert "case:title" in {f.relation for f in titled}
-
-
-def test_gendered_pairs_both_ways() -> None:
-    rows = [(" king", [" queen"]), (" boy", [" girl", " x"]), (" uncle", [" aunt"])]
-    (fact,) = [f for f in relation_facts(rows) if f.relation.startswith("gender:")]
-    assert fact.relation == "gender:female" and fact.rows == 3
-    back = [f for f in relation_facts([(" queen", [" king"]), (" girl", [" boy"])]) if f.relation.startswith("gender")]
-    assert back[0].relation == "gender:male"
-
-
-def test_lexicon_relations_do_not_fire_on_junk() -> None:
-    rows = [("ing", [" poll", "());"]), (" cart", ["ovi", " Hue"]), ("(", [" weary", " zn"]), (" tree", [" lamp"])]
-    kinds = {f.relation.partition(":")[0] for f in relation_facts(rows, min_rows=1, min_fraction=0.0)}
-    assert not kinds & {"inflection", "case", "gender"}

@@ -64,6 +64,52 @@ GENDER_PAIRS: frozenset[tuple[str, str]] = frozenset(
 
 GENDER_LABELS = {"female": "male → female counterpart", "male": "female → male counterpart"}
 
+_OPPOSITES = (
+    "begin end, start finish, start stop, increase decrease, accept reject, open close, open shut, "
+    "push pull, arrive depart, arrive leave, left right, victory defeat, win lose, winner loser, "
+    "buy sell, give take, come go, enter exit, entrance exit, up down, in out, on off, above below, "
+    "over under, before after, inside outside, front back, top bottom, first last, always never, "
+    "everything nothing, everyone nobody, all none, more less, most least, many few, maximum minimum, "
+    "plus minus, positive negative, true false, yes no, right wrong, question answer, love hate, "
+    "friend enemy, war peace, day night, morning evening, sunrise sunset, summer winter, north south, "
+    "east west, black white, life death, birth death, alive dead, asleep awake, sleep wake, "
+    "success failure, profit loss, import export, input output, include exclude, inhale exhale, "
+    "rise fall, raise lower, ascend descend, expand contract, attack defend, forget remember, "
+    "lend borrow, teach learn, send receive, laugh cry, agree disagree, allow forbid, appear disappear, "
+    "build destroy, create destroy, connect disconnect, lock unlock, load unload, pass fail, "
+    "save spend, find lose, hide show, float sink, freeze melt, wet dry, clean dirty, early late, "
+    "easy difficult, easy hard, cheap expensive, deep shallow, thick thin, wide narrow, loud quiet, "
+    "strong weak, soft hard, smooth rough, sweet sour, full empty, safe dangerous, polite rude, "
+    "possible impossible, legal illegal, visible invisible, known unknown, common rare, "
+    "public private, major minor, inner outer, upper lower, near far, high low, young old, "
+    "ancient modern, past future, present absent, internal external, horizontal vertical, "
+    "active passive, floor ceiling, heaven hell, hero villain, master servant, teacher student, "
+    "parent child, employer employee, buyer seller, host guest, majority minority, "
+    "optimist pessimist, optimistic pessimistic, natural artificial, real fake, permanent temporary, "
+    "simple complex, general specific, absolute relative, certain uncertain, happy sad, "
+    "good bad, better worse, best worst, big small, large small, long short, tall short, fast slow, "
+    "quick slow, hot cold, warm cool, light dark, light heavy, new old, rich poor, strong weak, "
+    "huge tiny, giant dwarf, beautiful ugly, brave cowardly, kind cruel, wise foolish, "
+    "clever stupid, smart dumb, healthy sick, happy unhappy, calm angry, generous stingy, "
+    "honest dishonest, interesting boring, important unimportant, useful useless, ordinary special, "
+    "same different, similar different, equal unequal, inferior superior, junior senior, "
+    "minimum maximum, zero infinity, beginning end, start end, import export, send receive, "
+    "attack defence, offence defence, guilty innocent, sober drunk, single married, solid liquid, "
+    "visible hidden, awake asleep, open closed, on off, online offline, forward backward, "
+    "forwards backwards, upstairs downstairs, indoor outdoor, indoors outdoors, inward outward, "
+    "together apart, with without, for against, pro con, always rarely, often seldom, "
+    "here there, this that, these those, now then, sooner later, earlier later, yesterday tomorrow"
+)
+OPPOSITES: frozenset[tuple[str, str]] = frozenset(
+    pair for words in _OPPOSITES.split(", ") for a, b in [words.split()] for pair in ((a, b), (b, a))
+)
+"""Word pairs of opposite meaning, both ways (``opposite``): verbs, nouns, adverbs and
+prepositions as well as the adjectives of the built-in ``adj_antonym`` operation."""
+
+
+def opposite_keys(source: str, output: str) -> list[str]:
+    return ["opposite"] if (source, output) in OPPOSITES else []
+
 
 @lru_cache(maxsize=65536)
 def _forms(word: str) -> dict[str, frozenset[str]]:

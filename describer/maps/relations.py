@@ -26,6 +26,7 @@ from describer.maps.lexicon import (
     case_keys,
     gender_keys,
     inflection_keys,
+    opposite_keys,
 )
 from describer.maps.operations import builtin_operations
 from describer.maps.wordforms import (
@@ -41,12 +42,14 @@ from describer.maps.wordforms import (
 __all__ = ["RelationFact", "is_relation_key", "normalise", "operation_label", "relation_facts", "token_class"]
 
 Pairs = tuple[tuple[str, str], ...]
-FIXED = ("copy", "stem", "successor", "predecessor", "constant")
+FIXED = ("copy", "stem", "successor", "predecessor", "constant", "opposite")
 """Relation keys without a parameter."""
 PRIORITY = {
     "operation": 0,
+    "reverse": 0,
     "inflection": 0,
     "gender": 0,
+    "opposite": 0,
     "case": 1,
     "copy": 1,
     "suffix": 2,
@@ -141,11 +144,31 @@ def _operation_index(
     """source word -> [(operation name, its target words)], over every operation's pairs."""
     targets: dict[str, dict[str, set[str]]] = {}
     for name, pairs in operations:
+        # A symmetric relation holds both ways (hot → cold is an antonym pair when the data
+        # has cold → hot); any other read backwards is its own relation, reverse:NAME.
+        backwards = name if symmetric(name) else f"{REVERSE}{name}"
         for source, target in pairs:
             s, t = word_key(source), word_key(target)
-            if s and t:
+            if s and t and s != t:
                 targets.setdefault(s, {}).setdefault(name, set()).add(t)
+                targets.setdefault(t, {}).setdefault(backwards, set()).add(s)
     return {s: [(n, frozenset(ts)) for n, ts in by_op.items()] for s, by_op in targets.items()}
+
+
+REVERSE = "reverse:"
+_SYMMETRIC = ("antonym", "synonym", "homophone", "opposite")
+
+
+def symmetric(name: str) -> bool:
+    """An operation whose pairs hold both ways, told by its name (``adj_antonym``)."""
+    return any(word in name.lower() for word in _SYMMETRIC)
+
+
+def reverse_label(name: str) -> str:
+    """``country_to_capital`` read backwards: "capital → country"."""
+    label = operation_label(name)
+    left, arrow, right = label.partition(" → ")
+    return f"{right} → {left}" if arrow else f"{label}, reversed"
 
 
 def _frozen(
@@ -178,10 +201,13 @@ def _label(relation: str) -> str:
         return f"{'adds' if rest[0] == '+' else 'removes'} -{rest[1:]}"
     if kind == "operation":
         return operation_label(rest)
+    if kind == "reverse":
+        return reverse_label(rest)
     if kind in ("inflection", "case", "gender"):
         return {"inflection": INFLECTION_LABELS, "case": CASE_LABELS, "gender": GENDER_LABELS}[kind][rest]
     return {
         "copy": "maps to itself (or a case/space variant)",
+        "opposite": "the word of opposite meaning (antonym)",
         "stem": "shares the source's stem (a related word form, not the same word)",
         "successor": "the next number or item in a sequence (n → n+1, Monday → Tuesday, a → b)",
         "predecessor": "the previous number or item in a sequence (n → n−1, Tuesday → Monday, b → a)",
@@ -206,7 +232,9 @@ def _row_relations(
         o = word_key(output)
         if not s or not o:
             continue
-        matched = [f"operation:{name}" for name, targets in ops if o in targets]
+        matched = [
+            name if name.startswith(REVERSE) else f"operation:{name}" for name, targets in ops if o in targets
+        ]
         if o == s:
             matched.append("copy")
             matched += case_keys(normalise(source), normalise(output))
@@ -215,6 +243,7 @@ def _row_relations(
         matched += suffix_keys(s, o)
         matched += inflection_keys(s, o)
         matched += gender_keys(s, o)
+        matched += opposite_keys(s, o)
         if follows(s, o):
             matched.append("successor")
         if follows(o, s):
@@ -306,6 +335,7 @@ def relation_facts(
 _SCRIPT_KEY = re.compile(r"^script:(inputs|outputs):[a-z_]+$")
 _PREFIXES = (
     "operation:",
+    "reverse:",
     "suffix:",
     "inflection:",
     "case:",
@@ -329,5 +359,7 @@ def is_relation_key(key: str, known: Iterable[str] = ()) -> bool:
     ):
         return True
     if key.startswith("operation:") and key[10:] in builtin_operations():
+        return True
+    if key.startswith(REVERSE) and key[len(REVERSE) :] in builtin_operations():
         return True
     return any(key == k or (key.endswith(":") and k.startswith(key)) for k in known)
