@@ -15,7 +15,11 @@ one user message, no measured relations) on the same llama.cpp runtime with a JS
 grammar (the best the old prompt can get from this runtime).
 
     python benchmarks/bench_describer.py [--seed 0] [--junk 2] [--per-operation 1]
-        [--configs salient:grammar,facts:grammar,facts:guided] [--signal 0.8]
+        [--configs salient:grammar,facts:grammar,facts:guided-cold,facts:guided] [--signal 0.8]
+
+MODE ``guided-cold`` is ``guided`` with llama.cpp's KV cache emptied before every request, so
+the fixed system prefix is evaluated for every head: the difference to ``guided`` is what
+keeping it between heads saves.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from describer.llm.local import LOCAL_MODEL, local_model_file  # noqa: E402
 from describer.mapping_tables import MappingTable  # noqa: E402
 from describer.tables import describe_tables  # noqa: E402
 
-DEFAULT_CONFIGS = "salient:grammar,facts:grammar,facts:guided"
+DEFAULT_CONFIGS = "salient:grammar,facts:grammar,facts:guided-cold,facts:guided"
 
 
 def blind(heads: list) -> list[MappingTable]:
@@ -45,10 +49,22 @@ def blind(heads: list) -> list[MappingTable]:
     return [MappingTable(f"head-{i:02d}", h.table.rows) for i, h in enumerate(heads)]
 
 
+class ColdBackend(LlamaCppBackend):
+    """The same backend with its KV cache emptied before every request: what each head costs
+    without the fixed prefix kept between heads."""
+
+    def _complete(self, messages, params):  # noqa: ANN001, ANN202
+        self.load()
+        self._llm.reset()
+        return super()._complete(messages, params)
+
+
 def run_config(prompt: str, mode: str, heads: list, model_file: Path, cache_dir: Path) -> dict:
     template = prompts.load(prompt)
-    backend = LlamaCppBackend(model_file, LOCAL_MODEL, mode=mode)  # type: ignore[arg-type]
-    cache = ResponseCache(cache_dir / f"{prompt}-{mode}.sqlite")  # empty: every answer is paid for
+    cold = mode.endswith("-cold")
+    spec, mode = f"{prompt}-{mode}", mode.removesuffix("-cold")
+    backend = (ColdBackend if cold else LlamaCppBackend)(model_file, LOCAL_MODEL, mode=mode)  # type: ignore[arg-type]
+    cache = ResponseCache(cache_dir / f"{spec}.sqlite")  # empty: every answer is paid for
     describer = Describer(backend, params=default_params(True), concurrency=1, cache=cache)
     times: list[float] = []
 
@@ -74,7 +90,7 @@ def run_config(prompt: str, mode: str, heads: list, model_file: Path, cache_dir:
     results = [r for _, r in run.results.values() if r is not None]
     n = len(heads)
     return {
-        "config": f"{prompt}:{mode}",
+        "config": f"{prompt}:{mode}{'-cold' if cold else ''}",
         "right": sum(v[1] for v in verdicts),
         "valid": sum(v[2] for v in verdicts),
         "n": n,

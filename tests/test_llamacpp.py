@@ -110,3 +110,13 @@ def test_a_missing_model_file_or_an_unknown_mode_is_one_clear_error(tmp_path: Pa
     broken.write_bytes(b"GGUF not really")
     with pytest.raises(LLMError, match="cannot load"):
         LlamaCppBackend(broken, "m").load()
+
+
+def test_preflight_checks_without_loading_and_refuses_what_is_not_a_gguf(tmp_path: Path) -> None:
+    backend = LlamaCppBackend(local_model_file(), LOCAL_MODEL)
+    asyncio.run(backend.preflight())
+    assert backend._llm is None  # loaded at the first request, after the analysis
+    other = tmp_path / "model.gguf"
+    other.write_bytes(b"PK\x03\x04 not a gguf")
+    with pytest.raises(LLMError, match="is not a GGUF file"):
+        asyncio.run(LlamaCppBackend(other, "m").preflight())

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -72,8 +73,11 @@ REPEAT_PENALTY = 1.1
 def load_runtime() -> Any:
     """The ``llama_cpp`` module, or one line saying how to install it."""
     # OpenMP's default spin-wait starves decoding when anything else runs on the machine
-    # (1-6 tokens/s instead of ~22 measured); it must be set before the library loads.
-    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+    # (1-6 tokens/s instead of ~22, measured), so threads sleep instead of spinning. Not when
+    # torch is loaded: llama.cpp then shares torch's OpenMP runtime, which has read its policy
+    # already, and passive waiting before torch loads slows the analysis by a third (measured).
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "passive")
     try:
         import llama_cpp  # heavy: a compiled library, loaded only when describing offline
     except ImportError as exc:
@@ -147,8 +151,23 @@ class LlamaCppBackend(LLMBackend):
             stop_token_ids=[eos],
         )
 
+    def check(self) -> None:
+        """What can be told without loading: the runtime imports and the file is a GGUF."""
+        self._runtime = load_runtime()
+        try:
+            with self.model_path.open("rb") as f:
+                magic = f.read(4)
+        except OSError as exc:
+            raise LLMError(
+                f"the local model file {self.model_path} does not exist or cannot be read ({exc})"
+            ) from exc
+        if magic != b"GGUF":
+            raise LLMError(f"the local model file {self.model_path} is not a GGUF file")
+
     async def preflight(self) -> None:
-        await asyncio.to_thread(self._locked, self.load)
+        # The model itself loads at the first request: after the analysis, so the two are never
+        # in memory together (the main job's peak stays that of the analysis).
+        await asyncio.to_thread(self._locked, self.check)
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self._locked, self.close)
