@@ -149,9 +149,10 @@ def _operation_index(
         backwards = name if symmetric(name) else f"{REVERSE}{name}"
         for source, target in pairs:
             s, t = word_key(source), word_key(target)
-            if s and t and s != t:
+            if s and t:
                 targets.setdefault(s, {}).setdefault(name, set()).add(t)
-                targets.setdefault(t, {}).setdefault(backwards, set()).add(s)
+                if s != t:  # a copying pair read backwards is itself, not a reverse relation
+                    targets.setdefault(t, {}).setdefault(backwards, set()).add(s)
     return {s: [(n, frozenset(ts)) for n, ts in by_op.items()] for s, by_op in targets.items()}
 
 
