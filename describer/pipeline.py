@@ -30,8 +30,8 @@ from describer.llm import (
     Endpoint,
     LLMBackend,
     ResponseCache,
-    default_params,
     describe_error,
+    describer_for,
     estimated_cost,
     fatal,
 )
@@ -313,13 +313,7 @@ def describe_model(
     """The main job: check the endpoint, analyse the model if the store lacks it, then describe
     the missing heads. ``analysis_progress`` and ``describe_progress`` open the progress display
     of each stage (they yield the stage's progress callback)."""
-    describer = Describer(
-        backend,
-        params=default_params(endpoint.local),
-        concurrency=concurrency or endpoint.default_concurrency,
-        cache=cache,
-        model_label=endpoint.label,
-    )
+    describer = describer_for(endpoint, backend, cache, concurrency)
 
     async def main() -> tuple[DescribeJob, RunStats]:
         try:

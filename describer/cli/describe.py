@@ -138,7 +138,7 @@ def _describe_file(
 ) -> None:
     """``describe --mappings FILE``: every table in the file, printed, nothing stored."""
     # the openai SDK (and llama.cpp when offline), to ask the LLM
-    from describer.llm import Describer, ResponseCache, connect, default_params
+    from describer.llm import ResponseCache, connect, describer_for
     from describer.tables import describe_tables  # imports describer.llm: the openai SDK
 
     with user_errors():
@@ -154,13 +154,7 @@ def _describe_file(
             closing(ResponseCache(cache_dir() / "llm-cache.sqlite")) as cache,
             connect(base_url, llm_model, warn=warn) as (endpoint, backend),
         ):
-            describer = Describer(
-                backend,
-                params=default_params(endpoint.local),
-                concurrency=concurrency or endpoint.default_concurrency,
-                cache=cache,
-                model_label=endpoint.label,
-            )
+            describer = describer_for(endpoint, backend, cache, concurrency)
             bar = make_bar(TextColumn("describing"), TextColumn("{task.fields[info]}"))
 
             async def main():  # noqa: ANN202  (the summary and the run)

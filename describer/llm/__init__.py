@@ -21,7 +21,7 @@ from describer.llm.base import (
 )
 from describer.llm.cache import ResponseCache
 from describer.llm.caller import CachedCaller, Describer, DescribeResult, RetryPolicy, estimated_cost
-from describer.llm.endpoints import connect, default_params
+from describer.llm.endpoints import connect, default_params, describer_for
 from describer.llm.fake import FakeBackend
 from describer.llm.openai_api import OpenAIBackend, api_key_from_env, describe_error, fatal, host_of
 
@@ -46,6 +46,7 @@ __all__ = [
     "connect",
     "default_params",
     "describe_error",
+    "describer_for",
     "estimated_cost",
     "extract_json",
     "fatal",

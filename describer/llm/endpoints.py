@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterator
 
 from describer.errors import HeadmapsError
 from describer.llm.base import Endpoint, GenerationParams, LLMBackend, backend_connector, register_backend
+from describer.llm.cache import ResponseCache
+from describer.llm.caller import Describer
 from describer.llm.llamacpp import LlamaCppBackend, load_runtime
 from describer.llm.local import LOCAL_MODEL, WEAK_MODEL_NOTE, local_mode, local_model_file
 from describer.llm.openai_api import OpenAIBackend, api_key_from_env, host_of
@@ -60,3 +62,17 @@ def default_params(local: bool) -> GenerationParams:
     # The local backend keeps its answer in the schema itself (guided fields or a grammar, each
     # bounded), so max_tokens only caps a free-text request; 160 is twice the longest guided answer.
     return GenerationParams(temperature=0.0, max_tokens=300 if not local else 160, structured=True)
+
+
+def describer_for(
+    endpoint: Endpoint, backend: LLMBackend, cache: ResponseCache | None, concurrency: int | None = None
+) -> Describer:
+    """The describer both jobs use: the endpoint's default parameters and concurrency, its label
+    in cache keys and records."""
+    return Describer(
+        backend,
+        params=default_params(endpoint.local),
+        concurrency=concurrency or endpoint.default_concurrency,
+        cache=cache,
+        model_label=endpoint.label,
+    )
