@@ -14,11 +14,12 @@ from describer.errors import HeadmapsError
 from describer.maps.jobs import Warn, analyze_model, pick_device
 from describer.maps.loading import LoadedModel, load_model, resolve
 from describer.maps.operations import Operation, builtin_operations
+from describer.maps.patterns import PatternSettings
 from describer.maps.relations import relation_facts
 from describer.maps.results import AnalysisResult
 from describer.maps.settings import SourceChoice
 from store import Store, operation_hash
-from store.records import AnalysisIn, ModelInfo, OperationIn, RelationIn
+from store.records import AnalysisIn, ModelInfo, OperationIn, PatternsIn, RelationIn
 
 Progress = Callable[[str, int, int], None]
 
@@ -112,9 +113,10 @@ def save_result(
     key: str,
     operations: Sequence[Operation],
     k: int | None,
-) -> int:
-    """Store an ``analyze_model`` result with its model, operation definitions and each head's
-    relations (checked against the built-in operations and the user's); returns the analysis id."""
+) -> int | None:
+    """Store an ``analyze_model`` result with its model, operation definitions, each head's
+    relations (checked against the built-in operations and the user's) and the attention-pattern
+    scores; returns the analysis id (None when the result holds pattern scores only)."""
     settings = {name: value for name, value in result.settings.items() if name != "device"}
     definitions = [
         OperationIn(
@@ -141,8 +143,23 @@ def save_result(
     data = AnalysisIn.model_validate(
         {**result.model_dump(), "heads": heads, "settings": settings, "skipped_operations": skipped}
     )
+    save_patterns(store, loaded, result)
+    if not result.heads and not result.operations:
+        return None  # patterns only: no MAPS analysis was run
     return store.save_analysis(
         model_info(loaded), data, settings_key=key, operations=definitions, default_k=k is None
+    )
+
+
+def save_patterns(store: Store, loaded: LoadedModel, result: AnalysisResult) -> None:
+    """Store the result's attention-pattern scores, when it has them."""
+    if result.patterns is None:
+        return
+    measured = PatternSettings.model_validate(result.patterns.settings)
+    store.save_patterns(
+        model_info(loaded),
+        PatternsIn(settings=result.patterns.settings, scores=result.patterns.scores),
+        settings_key=measured.key(),
     )
 
 
@@ -170,29 +187,34 @@ def analyze_and_store(
     device: str = "auto",
     k: int | None = None,
     everything: bool = False,
+    patterns: PatternSettings | None = PatternSettings(),  # noqa: B008  (frozen, so shareable)
     progress: Progress | None = None,
     warn: Warn = print,
 ) -> Analyzed:
-    """Salient operations of every head and the scores of ``operations``, for what ``store``
-    lacks (all of it with ``everything``, or without a store), stored when there is a store."""
+    """Salient operations of every head, the scores of ``operations`` and the attention-pattern
+    scores (unless ``patterns`` is None), for what ``store`` lacks (all of it with ``everything``,
+    or without a store), stored when there is a store."""
     name = resolve(model).name
     if store is not None and not everything:
         family = stored_family(store, name)
         if family is not None:
             key = settings_key(family, choice, top_tokens, top_mappings)
             need_salient, todo = pending_work(store, name, key, operations, k)
-            if not need_salient and not todo:
+            need_patterns = patterns is not None and not store.has_patterns(name, patterns.key())
+            if not need_salient and not todo and not need_patterns:
                 backfill_relations(store, name, settings_key=key)
                 return Analyzed(name, None, key)
     device = pick_device(device)
     loaded = load_model(model, device=device)
-    need_salient, todo = True, list(operations)
+    need_salient, todo, need_patterns = True, list(operations), patterns is not None
     key = None
     if store is not None:
         key = settings_key(loaded.family, choice, top_tokens, top_mappings)
         if not everything:
             need_salient, todo = pending_work(store, loaded.name, key, operations, k)
-            todo = todo or list(operations)  # salient mappings are computed along with some operation
+            need_patterns = patterns is not None and not store.has_patterns(loaded.name, patterns.key())
+            if need_salient and not todo:
+                todo = list(operations)  # salient mappings are computed along with some operation
     result = analyze_model(
         model,
         todo,
@@ -205,6 +227,7 @@ def analyze_and_store(
         warn=warn,
         loaded=loaded,
         with_salient=need_salient,
+        patterns=patterns if need_patterns else None,
     )
     if store is None:
         return Analyzed(loaded.name, result)
@@ -223,19 +246,31 @@ def ensure_analysis(
     progress: Progress | None = None,
     warn: Warn = print,
 ) -> str:
-    """The stored model name, analysing (every built-in operation, default settings) and storing
-    the model first if the store lacks it; an analysis stored before relation evidence existed
-    gets its relations computed."""
+    """The stored model name, analysing (every built-in operation, default settings, attention
+    patterns) and storing the model first if the store lacks it; an analysis stored before
+    relation evidence existed gets its relations computed, one stored before pattern scores
+    existed gets them measured."""
     name = resolve(model).name
     analysed = False
     with contextlib.suppress(HeadmapsError):  # not stored yet
         summary = store.get_model(name)
         analysed = summary.heads >= summary.n_layers * summary.n_heads
+    patterns = PatternSettings()
     if analysed:
         backfill_relations(store, name)
-        return name
+        if store.has_patterns(name, patterns.key()):
+            return name
     loaded = load_model(model, device=pick_device(device))
-    operations = list(builtin_operations().values())
-    result = analyze_model(model, operations, device=device, progress=progress, warn=warn, loaded=loaded)
+    operations = [] if analysed else list(builtin_operations().values())
+    result = analyze_model(
+        model,
+        operations,
+        device=device,
+        progress=progress,
+        warn=warn,
+        loaded=loaded,
+        with_salient=not analysed,
+        patterns=patterns,
+    )
     save_result(store, loaded, result, settings_key(loaded.family), operations, None)
     return name

@@ -14,6 +14,7 @@ from store import tables as S
 from store import writes
 from store.base import StoreBase
 from store.descriptions import descriptions_out
+from store.patterns import head_patterns
 from store.records import (
     AnalysisIn,
     HeadView,
@@ -186,7 +187,7 @@ class Analyses(StoreBase):
 
     def get_head(self, model: str, layer: int, head: int, settings_key: str | None = None) -> HeadView:
         """A head's salient mappings, operation scores and relations (latest analysis unless
-        ``settings_key``), and its descriptions with current ratings and rating history."""
+        ``settings_key``), its attention-pattern scores, and its descriptions with current ratings and rating history."""
         with self.read() as session:
             model_row, head_id = self._head_id(session, model, layer, head)
             analysis = self._analysis(session, model_row, settings_key)
@@ -256,5 +257,6 @@ class Analyses(StoreBase):
                 salient=salient,
                 operations=scores,
                 relations=relations,
+                patterns=head_patterns(session, model_row, head_id),
                 descriptions=descriptions_out(session, rows, model, layer, head),
             )

@@ -2,7 +2,8 @@
 validated first and runs in one transaction.
 
 The class is assembled from one part per concept, each in its own module: models, heads and
-analyses (``store.analyses``), the heads' relation evidence (``store.relations``), descriptions,
+analyses (``store.analyses``), the heads' relation evidence (``store.relations``) and
+attention-pattern scores (``store.patterns``), descriptions,
 their scores, embeddings and search (``store.descriptions``), ratings (``store.ratings``) and runs
 (``store.runs``), all on the sessions of ``store.base``."""
 
@@ -10,12 +11,13 @@ from __future__ import annotations
 
 from store.analyses import Analyses
 from store.descriptions import Descriptions
+from store.patterns import Patterns
 from store.ratings import Ratings
 from store.relations import Relations
 from store.runs import Runs
 
 
-class Store(Analyses, Descriptions, Ratings, Relations, Runs):
+class Store(Analyses, Descriptions, Patterns, Ratings, Relations, Runs):
     """One headmaps database. Create with ``store.open_store(url)``."""
 
     def close(self) -> None:

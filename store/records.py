@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
 
 
 class _In(BaseModel):
@@ -114,6 +114,22 @@ class AnalysisIn(_In):
     skipped_operations: dict[str, str] = {}
     """Operations with no usable pair for this model's tokenizer: name -> pairs hash. Recorded
     (in the analysis' settings) so that a re-run counts them as done instead of failing on them."""
+
+
+class PatternsIn(_In):
+    """Every head's attention-pattern scores (``describer.maps.patterns.PatternScores``)."""
+
+    settings: dict[str, Any]
+    scores: dict[str, list[list[float]]]
+    """pattern name → ``[layer][head]``."""
+
+    @field_validator("scores")
+    @classmethod
+    def _names(cls, scores: dict[str, list[list[float]]]) -> dict[str, list[list[float]]]:
+        for name in scores:
+            if not 1 <= len(name) <= 50:
+                raise ValueError(f"pattern name {name!r} must be 1 to 50 characters")
+        return scores
 
 
 class DescriptionIn(_In):
@@ -315,6 +331,8 @@ class HeadView(BaseModel):
     """Sorted by relation score, highest first."""
     relations: list[RelationOut] = []
     """The relations its salient rows satisfy, strongest first (``describer.maps.relations``)."""
+    patterns: dict[str, float] = {}
+    """Its attention-pattern scores (``describer.maps.patterns``), latest pattern analysis."""
     descriptions: list[DescriptionOut]
     """Oldest first."""
 

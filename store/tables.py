@@ -128,6 +128,34 @@ class HeadRelation(Base):
     """Up to three [source, output] token pairs."""
 
 
+class PatternAnalysis(Base):
+    """One model's attention-pattern scores under one ``PatternSettings`` (keyed by its
+    ``key()``): independent of the MAPS analysis settings, so one per model and pattern inputs."""
+
+    __tablename__ = "pattern_analysis"
+    __table_args__ = (UniqueConstraint("model_id", "settings_key", name="uq_pattern_analysis_model_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("model.id", ondelete="CASCADE"))
+    settings_key: Mapped[str] = mapped_column(String(64))
+    settings: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class HeadPattern(Base):
+    """One head's score on one attention pattern (``describer.maps.patterns``)."""
+
+    __tablename__ = "head_pattern"
+    __table_args__ = (Index("ix_head_pattern_pattern_score", "pattern", "score"),)
+
+    pattern_analysis_id: Mapped[int] = mapped_column(
+        ForeignKey("pattern_analysis.id", ondelete="CASCADE"), primary_key=True
+    )
+    head_id: Mapped[int] = mapped_column(ForeignKey("head.id", ondelete="CASCADE"), primary_key=True)
+    pattern: Mapped[str] = mapped_column(String(50), primary_key=True)
+    score: Mapped[float] = mapped_column(Float)
+
+
 class Operation(Base):
     __tablename__ = "operation"
     __table_args__ = (UniqueConstraint("name", "content_hash", name="uq_operation_name_hash"),)

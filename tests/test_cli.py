@@ -183,8 +183,11 @@ def test_analyze_json(tiny_dir: Path, out_dir: Path) -> None:
     assert f"{N_LAYERS * N_HEADS} heads analysed" in result.stdout
     assert os.listdir(out_dir) == ["tiny.json"]  # no temporary file left beside it
     data = json.loads(out.read_text(encoding="utf-8"))
-    assert set(data) == {"model", "settings", "heads", "operations", "skipped_operations"}
+    assert set(data) == {"model", "settings", "heads", "operations", "skipped_operations", "patterns"}
     assert data["model"] == "tiny-llama" and data["skipped_operations"] == []
+    induction = data["patterns"]["scores"]["induction"]
+    assert len(induction) == N_LAYERS and all(len(row) == N_HEADS for row in induction)
+    assert all(0.0 <= v <= 1.0 for row in induction for v in row)
     settings = data["settings"]
     assert settings["top_tokens"] == 3 and settings["top_mappings"] == 2
     assert settings["family"] == "llama" and settings["device"] == "cpu"

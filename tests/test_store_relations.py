@@ -11,6 +11,7 @@ from sqlalchemy import delete, inspect
 
 from describer.analyze import backfill_relations, ensure_analysis
 from describer.errors import HeadmapsError
+from describer.maps.patterns import PatternSettings
 from store import open_store
 from store import tables as S
 from store.records import (
@@ -19,6 +20,7 @@ from store.records import (
     MappingIn,
     OperationIn,
     OperationScoresIn,
+    PatternsIn,
     RelationIn,
     SalientIn,
 )
@@ -199,6 +201,11 @@ def test_backfill_computes_relations_for_an_older_analysis(store) -> None:  # no
 def test_ensure_analysis_backfills_without_loading_the_model(store, monkeypatch) -> None:  # noqa: ANN001
     info = model_info("gemma-3-270m")  # an alias, so that ensure_analysis resolves it; never loaded
     store.save_analysis(info, _word_analysis(info), settings_key="k")
+    # Its attention patterns are stored too: nothing is left that needs the model.
+    grid = [[0.0] * info.n_heads for _ in range(info.n_layers)]
+    store.save_patterns(
+        info, PatternsIn(settings={}, scores={"induction": grid}), settings_key=PatternSettings().key()
+    )
     monkeypatch.setattr("describer.analyze.load_model", lambda *a, **k: pytest.fail("loaded the model"))
     assert ensure_analysis(store, "gemma-3-270m") == "gemma-3-270m"
     assert store.get_head("gemma-3-270m", 1, 1).relations[0].relation == "operation:country_to_capital"
@@ -215,7 +222,7 @@ def test_a_0003_database_gains_the_relation_table(url: str) -> None:
         assert "head_relation" not in inspect(conn).get_table_names()
     engine.dispose()
     with open_store(url) as store:
-        assert current_revision(store.engine) == code_head() == "0004_head_relations"
+        assert current_revision(store.engine) == code_head()  # later revisions apply too
         info = model_info()
         store.save_analysis(info, with_relations(analysis(info), RELATIONS), settings_key="k")
         assert len(store.get_head("tiny", 1, 2).relations) == 2

@@ -23,6 +23,7 @@ from describer.cli.options import (
 from describer.errors import HeadmapsError
 from describer.maps.loading import ALIASES, DEFAULT_MODEL
 from describer.maps.operations import builtin_operations, load_pairs_file, select_operations
+from describer.maps.patterns import PATTERNS, PatternScores, PatternSettings, check_pattern
 from describer.maps.settings import SourceChoice, describe_norms
 from store import open_store
 
@@ -34,6 +35,16 @@ def _score_table(title: str, rows: list[list[float]]) -> Table:
         table.add_column(f"h{head}", justify="right")
     for layer, row in enumerate(rows):
         table.add_row(str(layer), *(f"[bold]{v:.2f}[/]" if v >= 0.3 else f"{v:.2f}" for v in row))
+    return table
+
+
+def _patterns_summary(model: str, patterns: PatternScores) -> Table:
+    table = Table(title=f"{model}: top heads per attention pattern")
+    for column in ("pattern", "top heads (layer.head score)"):
+        table.add_column(column)
+    for name in patterns.scores:
+        best = ", ".join(f"{t['layer']}.{t['head']} {t['score']:.2f}" for t in patterns.top_heads(name, 3))
+        table.add_row(name, best)
     return table
 
 
@@ -93,6 +104,13 @@ def analyze(
         ),
     ] = None,
     no_store: Annotated[bool, typer.Option("--no-store", help="Do not write to the database.")] = False,
+    patterns: Annotated[
+        bool,
+        typer.Option(
+            "--patterns/--no-patterns",
+            help="Also measure every head's attention-pattern scores (previous-token, induction, …).",
+        ),
+    ] = True,
     salient_candidates: Annotated[
         int | None,
         typer.Option(
@@ -132,6 +150,7 @@ def analyze(
                     device=device,
                     k=k,
                     everything=json_path is not None,
+                    patterns=PatternSettings() if patterns else None,
                     progress=report,
                     warn=warn,
                 )
@@ -150,7 +169,10 @@ def analyze(
         for name, scores in result.operations.items():
             best = ", ".join(f"{t['layer']}.{t['head']} {t['score']:.2f}" for t in scores.top_heads(3))
             summary.add_row(name, str(scores.k), str(scores.n_pairs), best)
-        out.print(summary)
+        if result.operations:
+            out.print(summary)
+        if result.patterns is not None:
+            out.print(_patterns_summary(result.model, result.patterns))
         analysed = (
             f"{len(result.heads)} heads analysed" if result.heads else "salient mappings already stored"
         )
@@ -160,14 +182,19 @@ def analyze(
         source += f", prefix {s['residual_prefix']!r})" if "residual_prefix" in s else ")"
         out.print(source, highlight=False, soft_wrap=True)
         stored = ""
-        if store is not None:
+        if store is not None and done.analysis_id is not None:
             stored = f"; stored in {store.url} (analysis {done.analysis_id}, settings {done.settings_key})"
+        elif store is not None:
+            stored = f"; stored in {store.url}"
         out.print(analysed + written + stored, highlight=False, soft_wrap=True)
 
 
 def score(
     model: ModelArg = None,
     operation: Annotated[str | None, typer.Option(help="A built-in operation name.")] = None,
+    pattern: Annotated[
+        str | None, typer.Option(help=f"An attention pattern instead: {', '.join(PATTERNS)}.")
+    ] = None,
     pairs: Annotated[
         Path | None, typer.Option(help="Your own pairs: JSON list of [source, target] or 2-column CSV.")
     ] = None,
@@ -183,16 +210,22 @@ def score(
     fold_norms: FoldNormsOpt = None,
     top: Annotated[int, typer.Option(min=1, help="How many top heads to list.")] = 10,
 ) -> None:
-    """Score every head on one operation: the layer×head table and the top heads."""
+    """Score every head on one operation or attention pattern: the layer×head table and the top heads."""
     # torch, as in ``analyze``.
-    from describer.maps.jobs import score_operation
+    from describer.maps.jobs import score_operation, score_pattern
 
     with user_errors():
         choice = SourceChoice.checked(
             source, norms=norms, mlp_norm=mlp_norm, attn_norm=attn_norm, fold_norms=fold_norms
         )
-        if (operation is None) == (pairs is None):
-            raise HeadmapsError("give exactly one of --operation NAME or --pairs FILE")
+        if sum(x is not None for x in (operation, pairs, pattern)) != 1:
+            raise HeadmapsError("give exactly one of --operation NAME, --pairs FILE or --pattern NAME")
+        if pattern is not None:
+            check_pattern(pattern)
+            with progress() as report:
+                name, measured = score_pattern(model, pattern, device=device, progress=report)
+            _print_pattern(name, pattern, measured, top, as_json)
+            return
         op = load_pairs_file(pairs) if pairs is not None else select_operations(operation)[0]
         with progress() as report:
             name, scores = score_operation(
@@ -217,3 +250,21 @@ def score(
         out.print(
             "Top heads: " + ", ".join(f"{t['layer']}.{t['head']} ({t['score']:.2f})" for t in top_heads)
         )
+
+
+def _print_pattern(name: str, pattern: str, measured: PatternScores, top: int, as_json: bool) -> None:
+    top_heads = measured.top_heads(pattern, top)
+    if as_json:
+        payload = {
+            "model": name,
+            "pattern": pattern,
+            "unit": PATTERNS[pattern].unit,
+            "settings": measured.settings,
+            "scores": measured.scores[pattern],
+            "top_heads": top_heads,
+        }
+        sys.stdout.write(json.dumps(payload) + "\n")
+        return
+    p = PATTERNS[pattern]
+    out.print(_score_table(f"{name}: {pattern} ({p.help}; {p.unit})", measured.scores[pattern]))
+    out.print("Top heads: " + ", ".join(f"{t['layer']}.{t['head']} ({t['score']:.2f})" for t in top_heads))

@@ -17,7 +17,6 @@ stops being scored as soon as enough tokens have beaten its target on both sides
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -28,6 +27,7 @@ from torch import Tensor
 from describer.maps.adapters.base import Adapter
 from describer.maps.operations import TokenizedOperation
 from describer.maps.pairs import flatten_pairs, pair_scores
+from describer.maps.readable import readable, special_ids
 from describer.maps.residual import ResidualSource, residual_salient
 from describer.maps.results import HeadSalient, MappedToken, OperationScores, SalientToken
 from describer.maps.settings import AnalysisSettings
@@ -114,12 +114,8 @@ class Analyzer:
     def readable_mask(self) -> Tensor:
         """True for tokens that read as text: not special, unused, byte-fallback or blank."""
         if self._readable is None:
-            special = set(getattr(self.tokenizer, "all_special_ids", []) or [])
-            pattern = re.compile(r"^<[^<>\s]+>$|[\x00-\x08\x0b-\x1f\x7f\ufffd]")
-            keep = [
-                i not in special and bool(text.strip()) and not pattern.search(text)
-                for i, text in enumerate(self._texts())
-            ]
+            special = special_ids(self.tokenizer)
+            keep = [readable(i, text, special) for i, text in enumerate(self._texts())]
             self._readable = torch.tensor(keep, dtype=torch.bool, device=self.device)
         return self._readable
 

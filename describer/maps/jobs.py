@@ -10,8 +10,10 @@ import torch
 
 from describer.errors import HeadmapsError
 from describer.maps.analyzer import Analyzer, Progress
+from describer.maps.attention import pattern_scores
 from describer.maps.loading import LoadedModel, load_model
 from describer.maps.operations import Operation, TokenizedOperation, tokenize
+from describer.maps.patterns import PatternScores, PatternSettings, check_pattern
 from describer.maps.results import AnalysisResult, OperationScores
 from describer.maps.settings import AnalysisSettings, SourceChoice
 
@@ -87,25 +89,34 @@ def analyze_model(
     warn: Warn = print,
     loaded: LoadedModel | None = None,
     with_salient: bool = True,
+    patterns: PatternSettings | None = None,
 ) -> AnalysisResult:
-    """``with_salient=False`` scores the operations only (their salient mappings are stored)."""
+    """``with_salient=False`` scores the operations only (their salient mappings are stored);
+    with neither salient mappings nor operations asked for, MAPS is skipped. ``patterns``:
+    measure the attention-pattern scores on these inputs too."""
     device = pick_device(device)
     loaded = loaded or load_model(model, device=device)
     settings = settings_for(loaded, choice, top_tokens=top_tokens, top_mappings=top_mappings)
-    ops = tokenize_all(operations, loaded, k, warn, strict=len(operations) == 1)
-    analyzer = Analyzer(loaded.adapter, loaded.tokenizer, settings, device=device)
-    heads, scores = analyzer.analyze(ops, with_salient=with_salient, progress=progress)
+    heads, scores, notes, tokenized = [], [], {}, []
+    if with_salient or operations:
+        tokenized = tokenize_all(operations, loaded, k, warn, strict=len(operations) == 1)
+        analyzer = Analyzer(loaded.adapter, loaded.tokenizer, settings, device=device)
+        heads, scores = analyzer.analyze(tokenized, with_salient=with_salient, progress=progress)
+        notes = source_notes(analyzer)
+    measured = None
+    if patterns is not None:
+        measured = pattern_scores(
+            loaded.adapter, loaded.tokenizer, patterns, device=device, progress=progress
+        )
     return AnalysisResult(
         model=loaded.name,
-        settings={
-            **settings.model_dump(),
-            **source_notes(analyzer),
-            "family": loaded.family,
-            "device": device,
-        },
+        settings={**settings.model_dump(), **notes, "family": loaded.family, "device": device},
         heads=heads,
         operations={s.name: s for s in scores},
-        skipped_operations=[op.name for op in operations if op.name not in {t.operation.name for t in ops}],
+        skipped_operations=[
+            op.name for op in operations if op.name not in {t.operation.name for t in tokenized}
+        ],
+        patterns=measured,
     )
 
 
@@ -127,3 +138,21 @@ def score_operation(
     analyzer = Analyzer(loaded.adapter, loaded.tokenizer, settings, device=device)
     _, (scores,) = analyzer.analyze([op], with_salient=False, progress=progress)
     return loaded.name, scores
+
+
+def score_pattern(
+    model: str | None,
+    pattern: str,
+    *,
+    settings: PatternSettings | None = None,
+    device: str = "auto",
+    progress: Progress | None = None,
+    loaded: LoadedModel | None = None,
+) -> tuple[str, PatternScores]:
+    """Every head's attention-pattern scores (all patterns: one pass measures them together)."""
+    check_pattern(pattern)
+    device = pick_device(device)
+    loaded = loaded or load_model(model, device=device)
+    return loaded.name, pattern_scores(
+        loaded.adapter, loaded.tokenizer, settings or PatternSettings(), device=device, progress=progress
+    )

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from describer.maps.patterns import PatternScores, top_of
+
 
 class MappedToken(BaseModel):
     token: str
@@ -39,10 +41,7 @@ class OperationScores(BaseModel):
     """``[layer][head]`` the same for the negated mapping."""
 
     def top_heads(self, n: int = 10, suppression: bool = False) -> list[dict[str, float | int]]:
-        table = self.suppression if suppression else self.scores
-        flat = [(s, layer, head) for layer, row in enumerate(table) for head, s in enumerate(row)]
-        flat.sort(key=lambda t: (-t[0], t[1], t[2]))
-        return [{"layer": layer, "head": head, "score": s} for s, layer, head in flat[:n]]
+        return top_of(self.suppression if suppression else self.scores, n)
 
 
 # --- the analyzer -----------------------------------------------------------------------------
@@ -57,3 +56,5 @@ class AnalysisResult(BaseModel):
     operations: dict[str, OperationScores]
     skipped_operations: list[str] = []
     """Operations asked for that have no usable pair for this tokenizer (skipped with a warning)."""
+    patterns: PatternScores | None = None
+    """Every head's attention-pattern scores (None: not measured in this run)."""
