@@ -12,6 +12,7 @@ from typing import Any
 
 from describer.errors import HeadmapsError
 from describer.mapping_tables import MappingTable
+from describer.maps.patterns import PATTERNS, notable_patterns, pattern_fact
 from describer.maps.relations import RelationFact, relation_facts
 from store.labels import CATEGORY_MEANINGS
 from store.records import HeadView
@@ -99,8 +100,18 @@ def _base(
         "most_rows": max(most, 1),
         "covered": bool(relations) and relations[0]["rows"] >= COVERED * relations[0]["n_rows"],
         "operations": operations,
+        "attention": [],
         "categories": dict(CATEGORY_MEANINGS),
     }
+
+
+def attention_evidence(patterns: dict[str, float]) -> list[dict[str, Any]]:
+    """The head's notable attention-pattern scores (each pattern's ``notable`` threshold in
+    ``describer.maps.patterns``) as template rows ``{name, label, score, text}``, strongest first."""
+    return [
+        {"name": name, "label": PATTERNS[name].label, "score": value, "text": pattern_fact(name, value)}
+        for name, value in notable_patterns(patterns)
+    ]
 
 
 def head_evidence(
@@ -121,6 +132,8 @@ def head_evidence(
     ]
     data = _base(f"head {view.layer}.{view.head} of {view.model}", rows, facts, operations)
     data.update(
+        attention=attention_evidence(dict(getattr(view, "patterns", None) or {})),
+        patterns=dict(getattr(view, "patterns", None) or {}),
         model=view.model,
         layer=view.layer,
         head=view.head,

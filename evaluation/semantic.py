@@ -28,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
 from describer.errors import HeadmapsError
+from describer.maps.patterns import PATTERNS
 from evaluation.embeddings import (
     embedding_text,
     encode,
@@ -37,6 +38,7 @@ from evaluation.embeddings import (
 from evaluation.relations import check_relation
 from store import tables as S
 from store.labels import CATEGORIES, RATING_LABELS
+from store.patterns import has_pattern
 from store.relations import has_relation
 
 if TYPE_CHECKING:
@@ -60,6 +62,7 @@ __all__ = [
     "SearchResult",
     "fulltext",
     "search",
+    "split_min_scores",
 ]
 
 Mode = Literal["fulltext", "semantic", "hybrid"]
@@ -74,6 +77,9 @@ class Filters(BaseModel):
     layer_max: int | None = None
     min_scores: dict[str, float] = {}
     """Operation name -> least relation score of the head."""
+    min_patterns: dict[str, float] = {}
+    """Attention pattern (``describer.maps.patterns.PATTERNS``) -> least score of the head in
+    its model's latest pattern analysis."""
     label: str | None = None
     """Keep descriptions with a current rating of this label."""
     unclear: bool | None = None
@@ -90,18 +96,30 @@ class Filters(BaseModel):
 
     @property
     def active(self) -> bool:
-        return bool(self.min_scores) or any(
-            v is not None
-            for v in (
-                self.model,
-                self.category,
-                self.layer_min,
-                self.layer_max,
-                self.label,
-                self.unclear,
-                self.relation,
+        return (
+            bool(self.min_scores)
+            or bool(self.min_patterns)
+            or any(
+                v is not None
+                for v in (
+                    self.model,
+                    self.category,
+                    self.layer_min,
+                    self.layer_max,
+                    self.label,
+                    self.unclear,
+                    self.relation,
+                )
             )
         )
+
+
+def split_min_scores(scores: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+    """``--min-score`` values as (operations, attention patterns): a name in ``PATTERNS``
+    (``induction``, ``previous_token``, …) is a pattern, any other name an operation."""
+    operations = {name: v for name, v in scores.items() if name not in PATTERNS}
+    patterns = {name: v for name, v in scores.items() if name in PATTERNS}
+    return operations, patterns
 
 
 class Hit(BaseModel):
@@ -162,6 +180,8 @@ def _allowed(store: Store, ids: list[int] | None, filters: Filters) -> dict[int,
             .where(score.head_id == d.head_id, op.name == name, score.relation >= minimum)
         )
         query = query.where(good.exists())
+    for name, minimum in f.min_patterns.items():
+        query = query.where(has_pattern(d.head_id, name, minimum))
     if f.relation is not None:
         query = query.where(has_relation(d.head_id, f.relation, f.min_fraction))
     with store.read() as session:
@@ -192,6 +212,7 @@ def fulltext(store: Store, query: str, filters: Filters, limit: int) -> list[Hit
         limit=limit,
         relation=f.relation,
         min_fraction=f.min_fraction,
+        min_patterns=f.min_patterns or None,
     )
     return [Hit.model_validate(h.model_dump()) for h in hits]
 

@@ -257,11 +257,14 @@ class Descriptions(StoreBase):
         limit: int = 20,
         relation: str | None = None,
         min_fraction: float = 0.0,
+        min_patterns: dict[str, float] | None = None,
     ) -> list[SearchHit]:
         """Full-text search over description text (reasoning, inputs, pattern), best first.
 
         Every word of ``query`` must match (stemmed); ``min_scores`` keeps heads whose relation
-        score of each named operation is at least the value; ``label`` keeps descriptions with
+        score of each named operation is at least the value; ``min_patterns`` keeps heads whose
+        score of each named attention pattern (``previous_token``, ``induction``, …) in their
+        model's latest pattern analysis is at least the value; ``label`` keeps descriptions with
         a current rating of that label; ``relation`` (a key, or a prefix ending in ``:``) keeps
         heads with that relation evidence in at least ``min_fraction`` of their salient rows."""
         if label is not None and label not in RATING_LABELS:
@@ -282,4 +285,5 @@ class Descriptions(StoreBase):
                 unclear=unclear,
                 limit=limit,
                 relation=(relation, min_fraction) if relation is not None else None,
+                min_patterns=min_patterns or {},
             )

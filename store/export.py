@@ -18,6 +18,7 @@ from describer.errors import HeadmapsError
 from store import tables as S
 from store.api import Store
 from store.export_format import FORMAT, NULL, TABLES, VERSION
+from store.pattern_io import dump_patterns
 
 
 def _time(value: datetime | None) -> str | None:
@@ -119,6 +120,7 @@ def dump(store: Store, model: str | None = None) -> dict[str, list[dict[str, Any
                  "rank": rel.rank, "label": rel.label, "rows": rel.rows, "n_rows": rel.n_rows,
                  "fraction": rel.fraction, "examples": rel.examples}
             )  # fmt: skip
+        tables["pattern_analysis"], tables["head_pattern"] = dump_patterns(session, names, heads)
         run_query = select(S.Run).order_by(S.Run.id)
         if model is not None:
             run_query = run_query.where(S.Run.model_id.in_(model_ids))

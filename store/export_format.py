@@ -48,6 +48,12 @@ TABLES: dict[str, list[tuple[str, str]]] = {
         ("analysis", "int"), ("layer", "int"), ("head", "int"), ("relation", "str"), ("rank", "int"),
         ("label", "str"), ("rows", "int"), ("n_rows", "int"), ("fraction", "float"), ("examples", "json"),
     ],
+    "pattern_analysis": [
+        ("ref", "int"), ("model", "str"), ("settings_key", "str"), ("settings", "json"), ("created_at", "time"),
+    ],
+    "head_pattern": [
+        ("pattern_analysis", "int"), ("layer", "int"), ("head", "int"), ("pattern", "str"), ("score", "float"),
+    ],
     "run": [
         ("ref", "int"), ("kind", "str"), ("model", "str"), ("settings", "json"), ("started_at", "time"),
         ("finished_at", "time"), ("counts", "json"), ("status", "str"), ("error", "str"),
@@ -73,6 +79,6 @@ TABLES: dict[str, list[tuple[str, str]]] = {
     ],
 }  # fmt: skip
 
-OPTIONAL_TABLES = frozenset({"description_score", "head_relation"})
+OPTIONAL_TABLES = frozenset({"description_score", "head_relation", "pattern_analysis", "head_pattern"})
 """Tables added after version 1 of the format: files written before them lack them and import
 as if they were empty (and an older headmaps ignores them)."""

@@ -10,6 +10,7 @@ from sqlalchemy import Select, and_, func, literal_column, select, text
 from sqlalchemy.orm import Session, aliased
 
 from store import tables as S
+from store.patterns import has_pattern
 from store.records import SearchHit
 from store.relations import has_relation
 
@@ -40,6 +41,7 @@ def search(
     unclear: bool | None,
     limit: int,
     relation: tuple[str, float] | None = None,
+    min_patterns: dict[str, float] | None = None,
 ) -> list[SearchHit]:
     words = terms(query)
     if not words:
@@ -71,7 +73,8 @@ def search(
             ).label("snippet"),
         ).where(vector.op("@@")(tsquery))
     filtered = any(v is not None for v in (model_id, category, layer_min, layer_max, label, unclear))
-    if sqlite and not filtered and not min_scores and relation is None:
+    min_patterns = min_patterns or {}
+    if sqlite and not filtered and not min_scores and not min_patterns and relation is None:
         # Unfiltered: rank inside FTS5 alone, then join only the hits shown.
         ranked = session.execute(
             text(
@@ -90,7 +93,9 @@ def search(
         ]
         rows.sort(key=lambda row: (-row["score"], row["id"]))
     else:
-        base = _filters(base, model_id, category, layer_min, layer_max, min_scores, label, unclear, relation)
+        base = _filters(
+            base, model_id, category, layer_min, layer_max, min_scores, label, unclear, relation, min_patterns
+        )
         rows = [
             row._asdict()
             for row in session.execute(base.order_by(literal_column("score").desc(), d.id).limit(limit))
@@ -133,6 +138,7 @@ def _filters(
     label: str | None,
     unclear: bool | None,
     relation: tuple[str, float] | None = None,
+    min_patterns: dict[str, float] | None = None,
 ) -> Select:
     d = S.Description
     query = (
@@ -163,6 +169,8 @@ def _filters(
             .where(and_(score.head_id == d.head_id, op.name == name, score.relation >= minimum))
         )
         query = query.where(good.exists())
+    for name, minimum in (min_patterns or {}).items():
+        query = query.where(has_pattern(d.head_id, name, minimum))
     if relation is not None:
         query = query.where(has_relation(d.head_id, *relation))
     return query

@@ -20,6 +20,7 @@ from store import tables as S
 from store.api import Store
 from store.base import operation_hash
 from store.export_format import FORMAT, NULL, OPTIONAL_TABLES, TABLES, VERSION
+from store.pattern_io import load_patterns
 from store.records import ModelInfo
 from store.writes import bulk_insert, ensure_model, insert_relations, relation_heads
 
@@ -235,6 +236,7 @@ def _import(session: Session, tables: dict, added: dict[str, int]) -> None:  # n
             )  # fmt: skip
     insert_relations(session, relations)
     added["head_relation"] = len(relations)
+    load_patterns(session, tables, added, head_id)
 
     runs: dict[int, int] = {}
     for row in tables["run"]:

@@ -4,6 +4,7 @@ terminal)."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 from typing import Annotated
 
@@ -17,9 +18,10 @@ from rich.table import Table
 from describer.cli.console import err, out, user_errors, warn
 from describer.cli.options import DbOpt
 from describer.errors import HeadmapsError
+from describer.maps.patterns import PATTERNS
 from evaluation.embeddings import warm_encoder
 from evaluation.relations import check_fraction, find_heads
-from evaluation.semantic import Filters
+from evaluation.semantic import Filters, split_min_scores
 from evaluation.semantic import search as run_search
 from store import Store, open_store
 from store.labels import RATING_LABELS, RATING_MEANINGS
@@ -49,17 +51,20 @@ def serve(
 
 
 def _min_scores(values: list[str]) -> dict[str, float]:
+    """``--min-score`` values, ``NAME=NUMBER`` each (an operation or an attention pattern)."""
     scores: dict[str, float] = {}
     for value in values:
         name, eq, number = value.partition("=")
         try:
-            scores[name.strip()] = float(number)
+            minimum = float(number)
         except ValueError:
+            minimum = math.nan
+        if not (eq and name.strip()) or not math.isfinite(minimum):
             raise HeadmapsError(
-                f"--min-score takes OPERATION=NUMBER, e.g. copying=0.3, not {value!r}"
-            ) from None
-        if not (eq and name.strip()):
-            raise HeadmapsError(f"--min-score takes OPERATION=NUMBER, e.g. copying=0.3, not {value!r}")
+                "--min-score takes OPERATION=NUMBER or PATTERN=NUMBER, e.g. copying=0.3 or "
+                f"induction=0.5, not {value!r}"
+            )
+        scores[name.strip()] = minimum
     return scores
 
 
@@ -72,7 +77,10 @@ def search(
     category: Annotated[str | None, typer.Option(help="Only descriptions of this category.")] = None,
     min_score: Annotated[
         list[str] | None,
-        typer.Option(help="OPERATION=NUMBER: the head's relation score at least this (repeatable)."),
+        typer.Option(
+            help="OPERATION=NUMBER: the head's relation score at least this; or PATTERN=NUMBER "
+            f"({', '.join(PATTERNS)}): its attention-pattern score at least this (repeatable).",
+        ),
     ] = None,
     layers: Annotated[str | None, typer.Option(help="Layer range, e.g. 4-10.")] = None,
     label: Annotated[
@@ -121,12 +129,14 @@ def search(
                 low, high = int(first), int(last or first)
             except ValueError:
                 raise HeadmapsError(f"--layers takes FIRST-LAST, e.g. 4-10, not {layers!r}") from None
+        operations, patterns = split_min_scores(_min_scores(min_score or []))
         filters = Filters(
             model=model,
             category=category,
             layer_min=low,
             layer_max=high,
-            min_scores=_min_scores(min_score or []),
+            min_scores=operations,
+            min_patterns=patterns,
             label=label,
             unclear=unclear,
             relation=relation,

@@ -16,6 +16,7 @@ from describer.cli.console import check_parent, out, user_errors, write_atomic
 from describer.cli.options import DbOpt
 from describer.errors import HeadmapsError
 from describer.maps.loading import DEFAULT_MODEL
+from describer.maps.patterns import PATTERNS, notable_patterns
 from describer.maps.settings import NORM_PARTS
 from store import export_store, import_file, open_store
 from store.db import code_head, current_revision, upgrade_schema
@@ -131,7 +132,8 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print the head as one JSON object.")] = False,
     db: DbOpt = None,
 ) -> None:
-    """A head's salient mappings, relation evidence, operation scores, descriptions and ratings."""
+    """A head's salient mappings, relation evidence, operation and attention-pattern scores,
+    descriptions and ratings."""
     with user_errors():
         if len(target) not in (1, 2):
             raise HeadmapsError("give [MODEL] LAYER.HEAD")
@@ -178,6 +180,8 @@ def _print_head(view: HeadView) -> None:
         for o in view.operations:
             table.add_row(o.name, o.category, str(o.k), f"{o.relation:.3f}", f"{o.suppression:.3f}")
         out.print(table)
+    if view.patterns:
+        _print_patterns(view.patterns)
     for d in view.descriptions:
         out.print(
             f"\n[bold]description {d.id}[/] ({d.status}, {escape(d.llm_model)}, prompt {escape(d.prompt_name)} "
@@ -200,3 +204,21 @@ def _print_head(view: HeadView) -> None:
             out.print(f"  ({replaced} earlier rating(s) replaced)")
     if not view.descriptions:
         out.print("no descriptions yet")
+
+
+def _print_patterns(scores: dict[str, float]) -> None:
+    """The head's attention-pattern scores, in ``PATTERNS`` order; notable ones starred."""
+    table = Table(title="Attention patterns (what it attends to; * notable)")
+    for column in ("pattern", "score", "unit", ""):
+        table.add_column(column)
+    notable = dict(notable_patterns(scores))
+    known = [name for name in PATTERNS if name in scores]
+    for name in known + sorted(set(scores) - set(known)):
+        pattern = PATTERNS.get(name)
+        table.add_row(
+            escape(name),
+            f"{scores[name]:.3f}",
+            pattern.unit if pattern else "",
+            f"* {pattern.label}" if pattern and name in notable else "",
+        )
+    out.print(table)

@@ -115,13 +115,27 @@ def pattern_scores(
     """Every head's pattern scores, from one pass of the model over ``sample_sequences``."""
     settings = settings or PatternSettings()
     ids = sample_sequences(tokenizer, adapter.vocab_size, settings).to(device)
+    scores = measure(adapter, ids, settings.length, chunk=settings.chunk, progress=progress)
+    return PatternScores(settings={**settings.model_dump(), "attention": "eager"}, scores=scores)
+
+
+@torch.inference_mode()
+def measure(
+    adapter: Adapter,
+    ids: Int[Tensor, "B T"],
+    length: int,
+    *,
+    chunk: int = 8,
+    progress: Progress | None = None,
+) -> dict[str, list[list[float]]]:
+    """``reduce_pattern`` of every layer's attention on ``ids`` (rows of ``1 + 2·length`` tokens),
+    averaged over the rows: pattern name → ``[layer][head]``."""
     model: nn.Module = adapter.model
     sums = [dict.fromkeys(PATTERNS, torch.zeros(adapter.n_heads)) for _ in range(adapter.n_layers)]
 
     def hook(layer: int) -> Callable[..., None]:
         def record(module: nn.Module, args: object, output: object) -> None:
-            weights = _weights(output, layer)
-            for name, value in reduce_pattern(weights, settings.length).items():
+            for name, value in reduce_pattern(_weights(output, layer), length).items():
                 sums[layer][name] = sums[layer][name] + value.cpu()
 
         return record
@@ -132,16 +146,14 @@ def pattern_scores(
     ]
     try:
         with eager_attention(model):
-            for start in range(0, len(ids), settings.chunk):
-                batch = ids[start : start + settings.chunk]
-                model.base_model(input_ids=batch, use_cache=False)
+            for start in range(0, len(ids), chunk):
+                model.base_model(input_ids=ids[start : start + chunk], use_cache=False)
                 if progress:
-                    progress("attention patterns", min(start + settings.chunk, len(ids)), len(ids))
+                    progress("attention patterns", min(start + chunk, len(ids)), len(ids))
     finally:
         for handle in handles:
             handle.remove()
-    scores = {
+    return {
         name: [[float(v) / len(ids) for v in sums[layer][name]] for layer in range(adapter.n_layers)]
         for name in PATTERNS
     }
-    return PatternScores(settings={**settings.model_dump(), "attention": "eager"}, scores=scores)

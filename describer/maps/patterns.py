@@ -45,7 +45,9 @@ class Pattern:
     unit: str
     """``fraction`` (0…1), ``nats`` or ``positions``."""
     notable: float | None
-    """A score at or above this is worth telling a describer (None: never on its own)."""
+    """A score at or above this is worth telling a describer (None: never on its own). Most
+    heads of a trained model put a good share of attention on the first token, so only a head
+    that rests there almost entirely counts as a sink."""
 
 
 PATTERNS: dict[str, Pattern] = {
@@ -78,7 +80,7 @@ PATTERNS: dict[str, Pattern] = {
             "an attention-sink head",
             "mean attention to the first position (the BOS or sink token)",
             "fraction",
-            0.8,
+            0.9,
         ),
         Pattern(
             "entropy",
@@ -155,3 +157,10 @@ def notable_patterns(scores: dict[str, float]) -> list[tuple[str, float]]:
         if name in PATTERNS and PATTERNS[name].notable is not None and value >= PATTERNS[name].notable
     ]
     return sorted(hits, key=lambda t: -t[1])
+
+
+def pattern_fact(name: str, value: float) -> str:
+    """A notable score as the sentence a prompt states: "an induction head (induction 0.87: …)"."""
+    p = PATTERNS[name]
+    share = f"{value:.2f}" if p.unit != "fraction" else f"{value:.2f}, {round(100 * value)}% of its attention"
+    return f"{p.label} ({name} {share}; {p.help})"

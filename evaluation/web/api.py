@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
+from describer.maps.patterns import PATTERNS
 from evaluation import semantic
 from evaluation.relations import find_heads
 from evaluation.web import queries
 from evaluation.web.common import WebError, head_spec, store_of
+from evaluation.web.patterns import PatternGrid, pattern_grid
 from store import Store
 from store.labels import CATEGORIES, RATING_LABELS, RATING_MEANINGS
 from store.records import DescriptionOut, HeadView, ModelSummary, RatingIn, RatingOut, RelationHit
@@ -29,6 +32,14 @@ class RatingPost(BaseModel):
     label: str
     """One of the rating labels (``GET /api/labels``)."""
     comment: str | None = Field(default=None, max_length=10_000)
+
+
+class PatternInfo(BaseModel):
+    name: str
+    label: str
+    help: str
+    unit: str
+    notable: float | None
 
 
 class Label(BaseModel):
@@ -54,18 +65,22 @@ def labels() -> list[Label]:
 
 
 def parse_min_scores(values: list[str]) -> dict[str, float]:
-    """``["op=0.3", ...]`` -> {"op": 0.3}."""
+    """``["op=0.3", "induction=0.5", ...]`` -> {"op": 0.3, "induction": 0.5} (operations and
+    attention patterns alike; ``semantic.split_min_scores`` tells them apart)."""
     out: dict[str, float] = {}
     for value in values:
         name, eq, number = value.partition("=")
         try:
-            out[name.strip()] = float(number)
+            minimum = float(number)
         except ValueError:
+            minimum = math.nan
+        if not (eq and name.strip()) or not math.isfinite(minimum):
             raise WebError(
-                422, f"min_score must be OPERATION=NUMBER, e.g. copying=0.3, not {value!r}"
-            ) from None
-        if not (eq and name.strip()):
-            raise WebError(422, f"min_score must be OPERATION=NUMBER, e.g. copying=0.3, not {value!r}")
+                422,
+                "min_score must be OPERATION=NUMBER or PATTERN=NUMBER, e.g. copying=0.3 or "
+                f"induction=0.5, not {value!r}",
+            )
+        out[name.strip()] = minimum
     return out
 
 
@@ -120,11 +135,35 @@ def api_head(request: Request, model: str, spec: str) -> HeadView:
     return store_of(request).get_head(model, layer, head)
 
 
+@router.get(
+    "/patterns", response_model=list[PatternInfo], summary="The attention patterns and what they measure"
+)
+def api_patterns() -> list[PatternInfo]:
+    return [
+        PatternInfo(name=p.name, label=p.label, help=p.help, unit=p.unit, notable=p.notable)
+        for p in PATTERNS.values()
+    ]
+
+
+@router.get(
+    "/models/{model:path}/patterns/{pattern}",
+    response_model=PatternGrid,
+    summary="An attention pattern's layer×head scores and top heads",
+)
+def api_pattern(
+    request: Request, model: str, pattern: str, top: int = Query(default=10, ge=1, le=10_000)
+) -> PatternGrid:
+    return pattern_grid(store_of(request), model, pattern, top=top)
+
+
 @router.get("/models/{model:path}", response_model=ModelPage, summary="A model and its layer×head grid")
-def api_model(request: Request, model: str, operation: str | None = None) -> ModelPage:
+def api_model(
+    request: Request, model: str, operation: str | None = None, pattern: str | None = None
+) -> ModelPage:
+    """The grid's ``score`` is ``operation``'s relation score or ``pattern``'s score."""
     store = store_of(request)
     summary = store.get_model(model)
-    grid = queries.grid(store, model, operation)
+    grid = queries.grid(store, model, operation or None, pattern or None)
     cells = [[queries.Cell(**c) for c in row] for row in grid.cells]
     return ModelPage(model=summary, grid=grid.model_copy(update={"cells": cells}))
 
@@ -142,7 +181,9 @@ def api_search(
     category: str | None = None,
     layer_min: int | None = None,
     layer_max: int | None = None,
-    min_score: list[str] = Query(default=[], description="OPERATION=NUMBER, repeatable"),  # noqa: B008
+    min_score: list[str] = Query(  # noqa: B008
+        default=[], description="OPERATION=NUMBER or PATTERN=NUMBER (an attention pattern), repeatable"
+    ),
     label: str | None = None,
     unclear: bool | None = None,
     relation: str | None = Query(default=None, description="A relation key, or a prefix ending in ':'"),
@@ -150,12 +191,14 @@ def api_search(
     mode: Literal["fulltext", "semantic", "hybrid"] = "hybrid",
     limit: int = Query(default=20, ge=1, le=500),
 ) -> semantic.SearchResult:
+    operations, patterns = semantic.split_min_scores(parse_min_scores(min_score))
     filters = semantic.Filters(
         model=model or None,
         category=category or None,
         layer_min=layer_min,
         layer_max=layer_max,
-        min_scores=parse_min_scores(min_score),
+        min_scores=operations,
+        min_patterns=patterns,
         label=label or None,
         unclear=unclear,
         relation=relation or None,

@@ -29,12 +29,19 @@ class WebError(Exception):
 def status_of(error: HeadmapsError) -> int:
     """404 for what does not exist, 422 for values outside a vocabulary, else 400."""
     message = str(error)
-    if message.startswith(("unknown model", "no description", "no scores", "no analysis")) or (
-        "out of range" in message
-    ):
+    if message.startswith(
+        (
+            "unknown model",
+            "no description",
+            "no scores",
+            "no analysis",
+            "unknown pattern",
+            "no attention-pattern",
+        )
+    ) or ("out of range" in message):
         return 404
     if message.startswith(
-        ("unknown rating label", "unknown category", "unknown relation", "the minimum fraction")
+        ("unknown rating label", "unknown category", "unknown relation", "the minimum fraction", "colour by")
     ):
         return 422
     return 400

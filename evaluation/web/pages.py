@@ -10,11 +10,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup, escape
 
 from describer.errors import HeadmapsError
+from describer.maps.patterns import PATTERNS
 from evaluation import semantic
 from evaluation.relations import find_heads
 from evaluation.web import queries
 from evaluation.web.api import RatingPost, labels, parse_min_scores, rate, review_item
 from evaluation.web.common import WebError, head_spec, head_url, model_url, render, store_of
+from evaluation.web.patterns import head_rows, scale_of, shade, stored_patterns
 from evaluation.web.report import build_report
 from store.labels import CATEGORIES, CATEGORY_MEANINGS, RATING_LABELS
 
@@ -104,6 +106,7 @@ def head_page(request: Request, model: str, spec: str) -> HTMLResponse:
         request,
         "head.html",
         view=view,
+        patterns=head_rows(view.patterns),
         n_heads=queries.head_count(store, model),
         labels=labels(),
         rater=_rater(request),
@@ -162,7 +165,13 @@ def _fraction(text: str) -> float:
 
 @router.get("/models/{model:path}", response_class=HTMLResponse)
 def model_page(
-    request: Request, model: str, by: str = "", op: str = "", relation: str = "", min_fraction: str = ""
+    request: Request,
+    model: str,
+    by: str = "",
+    op: str = "",
+    pattern: str = "",
+    relation: str = "",
+    min_fraction: str = "",
 ) -> HTMLResponse:
     store = store_of(request)
     ops = queries.operations_of(store, model)
@@ -172,17 +181,35 @@ def model_page(
         if relation
         else None
     )
+    if not by and pattern:
+        by = "pattern"
     if not by:
         by = "category" if queries.has_descriptions(store, model) or not ops else "operation"
-    if by not in ("category", "rating", "operation"):
-        raise WebError(422, f"colour by category, rating or operation, not {by!r}")
-    operation = None
+    if by not in ("category", "rating", "operation", "pattern"):
+        raise WebError(422, f"colour by category, rating or operation, or by pattern, not {by!r}")
+    operation = chosen = None
     if by == "operation":
         if not ops:
             raise WebError(404, f"no operation scores stored for {model}")
         operation = op or ops[0]
-    grid = queries.grid(store, model, operation)
-    if by == "operation":
+    if by == "pattern":
+        stored = stored_patterns(store, model)
+        if not stored:
+            raise WebError(
+                404, f"no attention-pattern scores stored for {model}; run: headmaps analyze {model}"
+            )
+        chosen = pattern or stored[0]
+    grid = queries.grid(store, model, operation, chosen)
+    meaning = PATTERNS.get(chosen or "")
+    if by == "pattern":
+        scale = scale_of(
+            grid.pattern, [c["score"] for row in grid.cells for c in row if c["score"] is not None]
+        )
+        colour = [[blues(shade(c["score"], scale)) for c in row] for row in grid.cells]
+        unit = f" {meaning.unit}" if meaning and meaning.unit != "fraction" else ""
+        legend = [("0", blues(0.0)), (f"{scale / 2:.2g}", blues(0.5)), (f"{scale:.3g}{unit}", blues(1.0))]
+        legend.append(("no score", EMPTY))
+    elif by == "operation":
         colour = [[blues(c["score"]) for c in row] for row in grid.cells]
         legend = [("0", blues(0.0)), ("0.5", blues(0.5)), ("1", blues(1.0)), ("no score", EMPTY)]
     elif by == "rating":
@@ -207,6 +234,8 @@ def model_page(
         legend=legend,
         by=by,
         op=operation,
+        pattern=chosen,
+        meaning=meaning,
         base=model_url(model),
         relation=relation,
         min_fraction=min_fraction,
@@ -287,6 +316,7 @@ def search_page(request: Request) -> HTMLResponse:
     min_scores: dict[str, float] = {}
     if form["op"] and form["min_score"]:
         min_scores = parse_min_scores([f"{form['op']}={form['min_score']}"])
+    min_scores, min_patterns = semantic.split_min_scores(min_scores)
     mode = form["mode"] if form["mode"] in ("fulltext", "semantic", "hybrid") else "hybrid"
     relation = form["relation"].strip() or None
     fraction, related = 0.0, None
@@ -308,6 +338,7 @@ def search_page(request: Request) -> HTMLResponse:
             layer_min=layers[0],
             layer_max=layers[1],
             min_scores=min_scores,
+            min_patterns=min_patterns,
             label=form["label"] or None,
             unclear={"yes": True, "no": False}.get(form["unclear"]),
             relation=relation,
@@ -326,6 +357,7 @@ def search_page(request: Request) -> HTMLResponse:
         mode=mode,
         models=models,
         operations=operations,
+        patterns=stored_patterns(store),
         categories=CATEGORIES,
         category_meanings=CATEGORY_MEANINGS,
         rating_labels=RATING_LABELS,

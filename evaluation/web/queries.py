@@ -13,6 +13,8 @@ from pydantic import BaseModel
 from sqlalchemy import Connection, Executable, and_, exists, func, select
 
 from describer.errors import HeadmapsError
+from describer.maps.patterns import check_pattern
+from evaluation.web.patterns import ordered
 from store import tables as S
 from store.labels import RATING_LABELS
 
@@ -39,7 +41,7 @@ class Cell(BaseModel):
     """The most frequent current rating label over the head's descriptions (ties: the better)."""
     ratings: int = 0
     score: float | None = None
-    """The chosen operation's relation score."""
+    """The chosen operation's relation score, or the chosen attention pattern's score."""
 
 
 class Grid(BaseModel):
@@ -50,6 +52,9 @@ class Grid(BaseModel):
     operations: list[str]
     """Operations scored for this model, by name."""
     operation: str | None
+    patterns: list[str] = []
+    """Attention patterns stored for this model (its latest pattern analysis), by name."""
+    pattern: str | None = None
     cells: list[list[Cell]]
     """``[layer][head]``; ``grid()`` fills it with dicts of ``Cell``'s fields."""
 
@@ -79,6 +84,19 @@ def operations(session: Session, model_id: int) -> list[str]:
     return sorted(set(session.scalars(select(S.Operation.name).where(scored))))
 
 
+def latest_patterns(session: Session, model_id: int) -> tuple[int | None, list[str]]:
+    """The model's latest pattern analysis and the patterns it scored (``PATTERNS`` order)."""
+    analysis = session.scalar(
+        select(func.max(S.PatternAnalysis.id)).where(S.PatternAnalysis.model_id == model_id)
+    )
+    if analysis is None:
+        return None, []
+    names = session.scalars(
+        select(S.HeadPattern.pattern).where(S.HeadPattern.pattern_analysis_id == analysis).distinct()
+    )
+    return analysis, ordered(list(names))
+
+
 def _rows(conn: Connection, statement: Executable) -> list[tuple]:
     """A statement's rows as plain tuples straight from the driver's cursor: for the ~25,000
     rows of a big heatmap, SQLAlchemy's per-row result processing cost more than the queries
@@ -94,9 +112,10 @@ def _rows(conn: Connection, statement: Executable) -> list[tuple]:
         cursor.close()
 
 
-def grid(store: Store, model: str, operation: str | None = None) -> Grid:
+def grid(store: Store, model: str, operation: str | None = None, pattern: str | None = None) -> Grid:
     """Every head of ``model`` with its latest description, rating summary and (when
-    ``operation`` is given) that operation's score from the latest analysis scoring it.
+    ``operation`` is given) that operation's score from the latest analysis scoring it, or
+    (when ``pattern`` is given) that attention pattern's score from the latest pattern analysis.
 
     Rows are read through Core (no ORM objects) into plain dicts and the result is built
     without re-validation: a 5,120-head grid is about 20,000 rows."""
@@ -106,6 +125,14 @@ def grid(store: Store, model: str, operation: str | None = None) -> Grid:
         if operation is not None and operation not in ops:
             known = ", ".join(ops) if ops else "none"
             raise HeadmapsError(f"no scores for operation {operation!r} of {model}; scored: {known}")
+        if operation is not None and pattern is not None:
+            raise HeadmapsError("colour by an operation or by an attention pattern, not both")
+        pattern_analysis, patterns = latest_patterns(session, m.id)
+        if pattern is not None:
+            check_pattern(pattern)
+            if pattern not in patterns:
+                known = ", ".join(patterns) if patterns else "none"
+                raise HeadmapsError(f"no scores for pattern {pattern!r} of {model}; stored: {known}")
         conn = session.connection()
         blank = {f: None for f in ("line", "description_id", "category", "status", "rating", "score")}
         cells = [
@@ -199,6 +226,15 @@ def grid(store: Store, model: str, operation: str | None = None) -> Grid:
                 ):
                     if hid in heads and relation is not None and not math.isnan(relation):
                         heads[hid]["score"] = relation
+        if pattern is not None:
+            for hid, score in _rows(
+                conn,
+                select(S.HeadPattern.head_id, S.HeadPattern.score).where(
+                    S.HeadPattern.pattern_analysis_id == pattern_analysis, S.HeadPattern.pattern == pattern
+                ),
+            ):
+                if hid in heads and not math.isnan(score):
+                    heads[hid]["score"] = score
         return Grid.model_construct(
             model=m.name,
             family=m.family,
@@ -206,6 +242,8 @@ def grid(store: Store, model: str, operation: str | None = None) -> Grid:
             n_heads=m.n_heads,
             operations=ops,
             operation=operation,
+            patterns=patterns,
+            pattern=pattern,
             cells=cells,  # plain dicts with Cell's fields: 5,000 models cost more than the queries
         )
 

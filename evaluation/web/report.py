@@ -18,7 +18,9 @@ import jinja2
 from pydantic import BaseModel
 
 from describer.errors import HeadmapsError
+from describer.maps.patterns import PATTERNS, notable_patterns
 from evaluation.ratings import RatingsReport, ratings_report
+from evaluation.web.patterns import PatternGrid, pattern_grid, stored_patterns
 from store import Store
 from store.labels import CATEGORIES, CATEGORY_MEANINGS, RATING_LABELS, RATING_MEANINGS
 from store.records import HeadView, ModelSummary, RunOut
@@ -63,6 +65,23 @@ def _heatmaps(store: Store, model: ModelSummary, heads: list[HeadView]) -> list[
     return maps
 
 
+class PatternMap(BaseModel):
+    grid: PatternGrid
+    cells: list[list[tuple[float | None, str]]]
+    """``[layer][head]`` (score or None, background colour), on the pattern's own scale."""
+
+
+def _pattern_maps(store: Store, model: str) -> list[PatternMap]:
+    maps = []
+    for name in stored_patterns(store, model):
+        if name not in PATTERNS:
+            continue  # measured by a newer headmaps: its meaning is not known here
+        grid = pattern_grid(store, model, name, top=5)
+        cells = [[(v, _colour(v, grid.scale)) for v in row] for row in grid.scores]
+        maps.append(PatternMap(grid=grid, cells=cells))
+    return maps
+
+
 def latest_correlation(store: Store, model: str) -> RunOut | None:
     """The newest finished correlation experiment stored for ``model``, if any."""
     runs = [
@@ -81,7 +100,7 @@ def build_report(store: Store, model: str, *, resamples: int = 500) -> str:
         for layer in range(summary.n_layers)
         for head in range(summary.n_heads)
     ]
-    if not any(view.salient or view.operations or view.descriptions for view in heads):
+    if not any(view.salient or view.operations or view.descriptions or view.patterns for view in heads):
         raise HeadmapsError(f"{model} has no analysis in the store yet; run `headmaps analyze {model}` first")
     ratings: RatingsReport = ratings_report(store, model, resamples=resamples)
     env = jinja2.Environment(
@@ -102,6 +121,9 @@ def build_report(store: Store, model: str, *, resamples: int = 500) -> str:
         heads=heads,
         latest=latest,
         heatmaps=_heatmaps(store, summary, heads),
+        pattern_maps=_pattern_maps(store, model),
+        notable_patterns=notable_patterns,
+        pattern_meanings=PATTERNS,
         correlation=latest_correlation(store, model),
         ratings=ratings,
         labels=RATING_LABELS,

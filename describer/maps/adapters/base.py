@@ -83,6 +83,34 @@ class LayerWeights:
         return self.post_attn_norm.fold(self.W_O)
 
 
+Rotary = Callable[[Tensor], tuple[Tensor, Tensor]]
+"""``rotary(positions)`` -> ``(cos, sin)``, each ``[len(positions), r]``: the model's own rotary
+embedding, applied as ``x_rot * cos + rotate_half(x_rot) * sin`` to a head's first ``r`` dims."""
+
+
+@dataclass
+class QKExtras:
+    """What a layer's attention logits need besides ``attn_norm``, ``W_Q`` and ``W_K``.
+
+    The model computes ``softcap(scale · rot_m(q_norm(x_m W_Q + b_Q)) · rot_n(k_norm(x_n W_K + b_K)))``
+    for a query at position m and a key at position n.
+    """
+
+    b_Q: Float[Tensor, "n_heads hd"] | None
+    b_K: Float[Tensor, "n_kv hd"] | None
+    q_norm: Norm | None
+    """A per-head RMSNorm over ``hd`` applied to queries before the rotary (Qwen3, Gemma 3)."""
+    k_norm: Norm | None
+    scale: float
+    """The multiplier of ``q·k``: ``1/sqrt(hd)``, Gemma's ``query_pre_attn_scalar ** -0.5``, GPT-2's
+    optional ``1/(layer+1)``."""
+    softcap: float | None
+    """Gemma 2's ``cap · tanh(logit / cap)`` on the attention logits (monotonic), else None."""
+    rotary: Rotary | None
+    """The layer's rotary embedding; None where positions are learned embeddings added to the
+    residual (GPT-2), which the QK weights alone cannot see."""
+
+
 class Adapter(ABC):
     """Reads one family of ``transformers`` causal LMs. Subclasses register by model type."""
 
@@ -147,6 +175,10 @@ class Adapter(ABC):
     @abstractmethod
     def layer(self, index: int) -> LayerWeights:
         """Attention weights of layer ``index``."""
+
+    def qk_extras(self, index: int) -> QKExtras:
+        """Layer ``index``'s query/key biases, q/k norms, logit scale, soft-cap and rotary."""
+        raise NotImplementedError(f"{type(self).__name__} does not read the QK circuit")
 
     @abstractmethod
     def attention_module(self, index: int) -> nn.Module:
@@ -221,6 +253,18 @@ def split_out_proj(w: Tensor, n: int, hd: int) -> Float[Tensor, "n hd d"]:
 
 def split_bias(b: Tensor | None, n: int, hd: int) -> Tensor | None:
     return None if b is None else b.detach().float().view(n, hd)
+
+
+def rotary_of(module: nn.Module, carrier: Tensor, *args: object) -> Rotary:
+    """A ``Rotary`` from a transformers rotary-embedding module, called as the model calls it:
+    ``module(x, position_ids, *args)``, where ``x`` only gives the dtype and device."""
+
+    def at(positions: Tensor) -> tuple[Tensor, Tensor]:
+        with torch.no_grad():
+            cos, sin = module(carrier, positions.to(carrier.device)[None], *args)
+        return cos[0].float(), sin[0].float()
+
+    return at
 
 
 def adapter_for(model: nn.Module) -> Adapter:

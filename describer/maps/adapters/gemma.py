@@ -32,6 +32,22 @@ class Gemma2Adapter(GemmaAdapter):
         # Here "post_attention_layernorm" really is applied to the attention output.
         return rms_norm(block.post_attention_layernorm, self._eps(), self.norm_offset)
 
+    def _attn_softcap(self, attn: nn.Module) -> float | None:
+        # Gemma 2 passes its attention soft-cap to the attention function; Gemma 3's attention
+        # keeps the config value as an attribute but never applies it.
+        if self.config.model_type != "gemma2":
+            return None
+        cap = getattr(attn, "attn_logit_softcapping", None)
+        return None if cap is None else float(cap)
+
+    def _rotary_args(self, index: int) -> tuple[object, ...]:
+        # Gemma 3 has one rotary per layer type (local sliding-window layers and global layers
+        # use different bases); the model passes the layer's type to its rotary module.
+        layer_types = getattr(self.config, "layer_types", None)
+        if self.config.model_type == "gemma2" or not layer_types:
+            return ()
+        return (layer_types[index],)
+
     def mlp0_pre_norm(self) -> Norm:
         return rms_norm(self._body.layers[0].pre_feedforward_layernorm, self._eps(), self.norm_offset)
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
-from describer.maps.adapters.base import Adapter, LayerWeights, Norm, layer_norm
+from describer.maps.adapters.base import Adapter, LayerWeights, Norm, QKExtras, layer_norm
 
 
 def _conv1d_heads(w: Tensor, n: int, hd: int) -> Tensor:
@@ -62,6 +62,22 @@ class GPT2Adapter(Adapter):
             W_O=attn.c_proj.weight.detach().float().reshape(nh, hd, d).contiguous(),
             b_O=attn.c_proj.bias.detach().float(),
             post_attn_norm=None,
+        )
+
+    def qk_extras(self, index: int) -> QKExtras:
+        attn = self.attention_module(index)
+        d, nh, hd = self.d_model, self.n_heads, self.head_dim
+        b_q, b_k, _ = attn.c_attn.bias.detach().float().split(d)
+        return QKExtras(
+            b_Q=b_q.view(nh, hd),
+            b_K=b_k.view(nh, hd),
+            q_norm=None,
+            k_norm=None,
+            # 1/sqrt(hd) unless scale_attn_weights is off, then / (layer + 1) with
+            # scale_attn_by_inverse_layer_idx: the module's own product of the two.
+            scale=float(attn.scaling),
+            softcap=None,
+            rotary=None,  # learned absolute positions (wpe), added to the residual before layer 0
         )
 
     def mlp0_pre_norm(self) -> Norm:

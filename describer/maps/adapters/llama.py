@@ -14,7 +14,9 @@ from describer.maps.adapters.base import (
     Adapter,
     LayerWeights,
     Norm,
+    QKExtras,
     rms_norm,
+    rotary_of,
     split_bias,
     split_heads_in_out,
     split_out_proj,
@@ -61,6 +63,31 @@ class LlamaAdapter(Adapter):
             b_O=None if attn.o_proj.bias is None else attn.o_proj.bias.detach().float(),
             post_attn_norm=self._post_attn_norm(block),
         )
+
+    def qk_extras(self, index: int) -> QKExtras:
+        attn = self.attention_module(index)
+        b_q, b_k = self._qk_biases(attn)
+        q_norm, k_norm = (getattr(attn, name, None) for name in ("q_norm", "k_norm"))
+        return QKExtras(
+            b_Q=split_bias(b_q, self.n_heads, self.head_dim),
+            b_K=split_bias(b_k, self.n_kv_heads, self.head_dim),
+            q_norm=None if q_norm is None else rms_norm(q_norm, self._eps(), self.norm_offset),
+            k_norm=None if k_norm is None else rms_norm(k_norm, self._eps(), self.norm_offset),
+            scale=float(attn.scaling),
+            softcap=self._attn_softcap(attn),
+            rotary=rotary_of(
+                self._body.rotary_emb, self.embedding_module().weight[:1], *self._rotary_args(index)
+            ),
+        )
+
+    def _qk_biases(self, attn: nn.Module) -> tuple[Tensor | None, Tensor | None]:
+        return attn.q_proj.bias, attn.k_proj.bias
+
+    def _attn_softcap(self, attn: nn.Module) -> float | None:
+        return None
+
+    def _rotary_args(self, index: int) -> tuple[object, ...]:
+        return ()
 
     def _post_attn_norm(self, block: nn.Module) -> Norm | None:
         return None

@@ -15,7 +15,15 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
-from describer.maps.adapters.base import Adapter, LayerWeights, Norm, layer_norm, split_out_proj
+from describer.maps.adapters.base import (
+    Adapter,
+    LayerWeights,
+    Norm,
+    QKExtras,
+    layer_norm,
+    rotary_of,
+    split_out_proj,
+)
 
 
 class NeoXAdapter(Adapter):
@@ -64,6 +72,21 @@ class NeoXAdapter(Adapter):
             W_O=split_out_proj(dense.weight, nh, hd),
             b_O=None if dense.bias is None else dense.bias.detach().float(),
             post_attn_norm=None,
+        )
+
+    def qk_extras(self, index: int) -> QKExtras:
+        attn = self.attention_module(index)
+        bias = attn.query_key_value.bias
+        b = None if bias is None else bias.detach().float().view(self.n_heads, 3, self.head_dim)
+        return QKExtras(
+            b_Q=None if b is None else b[:, 0].contiguous(),
+            b_K=None if b is None else b[:, 1].contiguous(),
+            q_norm=None,
+            k_norm=None,
+            scale=float(attn.scaling),
+            softcap=None,
+            # The rotary module's cos/sin cover only the first rotary_ndims dims of each head.
+            rotary=rotary_of(self._body.rotary_emb, self.embedding_module().weight[:1]),
         )
 
     def mlp0_pre_norm(self) -> Norm:

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from torch import Tensor, nn
+
 from describer.maps.adapters.base import (
     LayerWeights,
     rms_norm,
@@ -39,3 +41,11 @@ class Phi3Adapter(LlamaAdapter):
             b_O=None if attn.o_proj.bias is None else attn.o_proj.bias.detach().float(),
             post_attn_norm=None,
         )
+
+    def _qk_biases(self, attn: nn.Module) -> tuple[Tensor | None, Tensor | None]:
+        bias = attn.qkv_proj.bias
+        if bias is None:
+            return None, None
+        nq, nkv = self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim
+        b_q, b_k, _ = bias.split([nq, nkv, nkv])
+        return b_q, b_k

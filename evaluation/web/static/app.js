@@ -33,7 +33,9 @@
     grid.addEventListener("focusin", show);
     document.querySelectorAll(".controls select").forEach(function (select) {
       select.addEventListener("change", function () {
-        if (select.name === "op") { var by = document.getElementById("colour-by"); if (by) by.value = "operation"; }
+        var by = document.getElementById("colour-by");
+        if (by && select.name === "op") by.value = "operation";
+        if (by && select.name === "pattern") by.value = "pattern";
         select.form.submit();
       });
     });
