@@ -1,0 +1,117 @@
+"""How long the attention-pattern scores take, and how much memory, against the obvious way.
+
+headmaps (``describer.maps.attention``): one pass of the base model (no LM head) over the
+pattern inputs, ``chunk`` sequences at a time, with eager attention and a hook per layer that
+reduces that layer's probabilities to the six scores at once.
+
+Baseline (what a user of transformers writes first, and what TransformerLens-style detectors
+do): the whole causal LM run once per detector input set with ``output_attentions=True``, every
+layer's probabilities kept, the scores computed from them afterwards; here two passes (the
+random first halves alone for previous-token, first-token, entropy and distance, and the
+repeated sequences for induction and duplicate-token), each over the whole batch.
+
+Both read the same inputs; the benchmark checks that they give the same scores, then prints
+seconds and peak extra memory (tracemalloc cannot see torch's allocator, so the peak is the
+process' RSS high-water mark sampled around each run) and the ratios. With ``--analyze`` it also
+times ``analyze_model`` on every built-in operation with and without the patterns, to show
+their share of the whole analysis.
+
+    python benchmarks/bench_patterns.py [--model gemma-3-270m] [--analyze]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from describer.maps.attention import measure, reduce_pattern, sample_sequences  # noqa: E402
+from describer.maps.jobs import analyze_model  # noqa: E402
+from describer.maps.loading import load_model  # noqa: E402
+from describer.maps.operations import builtin_operations  # noqa: E402
+from describer.maps.patterns import PATTERNS, PatternSettings  # noqa: E402
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@torch.inference_mode()
+def baseline(model: torch.nn.Module, ids: torch.Tensor, length: int) -> dict[str, list[list[float]]]:
+    """Two full-model passes with ``output_attentions=True``; scores from the kept tensors."""
+    model.set_attn_implementation("eager")
+    first = model(input_ids=ids[:, : length + 1], output_attentions=True, use_cache=False).attentions
+    both = model(input_ids=ids, output_attentions=True, use_cache=False).attentions
+    out: dict[str, list[list[float]]] = {name: [] for name in PATTERNS}
+    for a_first, a_both in zip(first, both, strict=True):
+        # reduce_pattern's first-half scores only read the first ``length + 1`` positions, which
+        # causal attention makes identical in both passes: take them from the short pass.
+        short = reduce_pattern(torch.nn.functional.pad(a_first, (0, length, 0, length)), length)
+        full = reduce_pattern(a_both, length)
+        for name in PATTERNS:
+            source = full if name in ("induction", "duplicate_token") else short
+            out[name].append([float(v) / len(ids) for v in source[name]])
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="gemma-3-270m")
+    parser.add_argument("--analyze", action="store_true", help="also time the whole analysis with and without")
+    args = parser.parse_args()
+    torch.set_num_threads(torch.get_num_threads())
+    t = time.perf_counter()
+    loaded = load_model(args.model)
+    print(f"{args.model}: loaded in {time.perf_counter() - t:.1f} s; {torch.get_num_threads()} threads")
+    settings = PatternSettings()
+    t = time.perf_counter()
+    ids = sample_sequences(loaded.tokenizer, loaded.adapter.vocab_size, settings)
+    sample_s = time.perf_counter() - t
+    print(f"inputs: {settings.batch} sequences of {ids.shape[1]} tokens, drawn in {sample_s:.2f} s")
+
+    before = rss_mb()
+    t = time.perf_counter()
+    ours = measure(loaded.adapter, ids, settings.length, chunk=settings.chunk)
+    ours_s = time.perf_counter() - t
+    ours_mb = rss_mb() - before
+    before = rss_mb()
+    t = time.perf_counter()
+    base = baseline(loaded.model, ids, settings.length)
+    base_s = time.perf_counter() - t
+    base_mb = rss_mb() - before
+    worst = max(
+        abs(a - b)
+        for name in PATTERNS
+        for row_a, row_b in zip(ours[name], base[name], strict=True)
+        for a, b in zip(row_a, row_b, strict=True)
+    )
+    print(f"same scores: largest difference {worst:.2e}")
+    print(f"{'':28}{'seconds':>10}{'peak +MB':>10}")
+    print(f"{'baseline (output_attentions)':28}{base_s:10.2f}{base_mb:10.0f}")
+    print(f"{'headmaps (hooked, one pass)':28}{ours_s + sample_s:10.2f}{ours_mb:10.0f}")
+    print(f"speed-up {base_s / (ours_s + sample_s):.2f}x (inputs drawn included)")
+    for name in ("induction", "previous_token", "duplicate_token", "first_token"):
+        flat = sorted(
+            ((v, layer, head) for layer, row in enumerate(ours[name]) for head, v in enumerate(row)), reverse=True
+        )
+        print(f"top {name}: " + ", ".join(f"{layer}.{head} {v:.2f}" for v, layer, head in flat[:4]))
+    if args.analyze:
+        operations = list(builtin_operations().values())
+        times = {}
+        for label, patterns in (("without patterns", None), ("with patterns", settings)):
+            t = time.perf_counter()
+            analyze_model(args.model, operations, loaded=loaded, device="cpu", warn=lambda _: None, patterns=patterns)
+            times[label] = time.perf_counter() - t
+            print(f"analyze_model, {len(operations)} operations, {label}: {times[label]:.1f} s")
+        extra = times["with patterns"] - times["without patterns"]
+        print(f"patterns add {extra:.1f} s ({times['with patterns'] / times['without patterns']:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()
