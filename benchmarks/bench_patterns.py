@@ -61,9 +61,13 @@ def baseline(model: torch.nn.Module, ids: torch.Tensor, length: int) -> dict[str
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="gemma-3-270m")
-    parser.add_argument("--analyze", action="store_true", help="also time the whole analysis with and without")
+    parser.add_argument(
+        "--analyze", action="store_true", help="also time the whole analysis with and without"
+    )
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     t = time.perf_counter()
@@ -98,7 +102,8 @@ def main() -> None:
     print(f"speed-up {base_s / (ours_s + sample_s):.2f}x (inputs drawn included)")
     for name in ("induction", "previous_token", "duplicate_token", "first_token"):
         flat = sorted(
-            ((v, layer, head) for layer, row in enumerate(ours[name]) for head, v in enumerate(row)), reverse=True
+            ((v, layer, head) for layer, row in enumerate(ours[name]) for head, v in enumerate(row)),
+            reverse=True,
         )
         print(f"top {name}: " + ", ".join(f"{layer}.{head} {v:.2f}" for v, layer, head in flat[:4]))
     if args.analyze:
@@ -106,7 +111,9 @@ def main() -> None:
         times = {}
         for label, patterns in (("without patterns", None), ("with patterns", settings)):
             t = time.perf_counter()
-            analyze_model(args.model, operations, loaded=loaded, device="cpu", warn=lambda _: None, patterns=patterns)
+            analyze_model(
+                args.model, operations, loaded=loaded, device="cpu", warn=lambda _: None, patterns=patterns
+            )
             times[label] = time.perf_counter() - t
             print(f"analyze_model, {len(operations)} operations, {label}: {times[label]:.1f} s")
         extra = times["with patterns"] - times["without patterns"]

@@ -208,8 +208,8 @@ def _print_head(view: HeadView) -> None:
 
 def _print_patterns(scores: dict[str, float]) -> None:
     """The head's attention-pattern scores, in ``PATTERNS`` order; notable ones starred."""
-    table = Table(title="Attention patterns (what it attends to; * notable)")
-    for column in ("pattern", "score", "unit", ""):
+    table = Table(title="Attention patterns (what it attends to)")
+    for column in ("pattern", "score", "unit", "notable"):
         table.add_column(column)
     notable = dict(notable_patterns(scores))
     known = [name for name in PATTERNS if name in scores]
