@@ -185,3 +185,11 @@ def test_notable_patterns_keep_those_over_their_threshold_strongest_first() -> N
         "first_token": 0.2,
     }
     assert notable_patterns(scores) == [("induction", 0.9), ("previous_token", 0.5)]
+
+
+def test_an_in_context_pattern_comes_before_a_stronger_sink() -> None:
+    # gemma's head 5.1: it rests on the first token until there is something to induce from.
+    assert notable_patterns({"first_token": 0.94, "induction": 0.87}) == [
+        ("induction", 0.87),
+        ("first_token", 0.94),
+    ]

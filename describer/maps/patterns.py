@@ -149,14 +149,20 @@ class PatternScores(BaseModel):
         return {name: table[layer][head] for name, table in self.scores.items()}
 
 
+SPECIFIC = ("induction", "duplicate_token", "previous_token")
+"""Patterns that say more about a head than a sink does: listed before it, whatever the values
+(an induction head rests on the first token until there is something to induce from)."""
+
+
 def notable_patterns(scores: dict[str, float]) -> list[tuple[str, float]]:
-    """The head's scores at or above their pattern's ``notable`` threshold, strongest first."""
+    """The head's scores at or above their pattern's ``notable`` threshold: the in-context ones
+    (``SPECIFIC``) first, strongest first within each group."""
     hits = [
         (name, value)
         for name, value in scores.items()
         if name in PATTERNS and PATTERNS[name].notable is not None and value >= PATTERNS[name].notable
     ]
-    return sorted(hits, key=lambda t: -t[1])
+    return sorted(hits, key=lambda t: (t[0] not in SPECIFIC, -t[1]))
 
 
 def pattern_fact(name: str, value: float) -> str:
