@@ -4,15 +4,16 @@ headmaps (``describer.maps.attention``): one pass of the base model (no LM head)
 pattern inputs, ``chunk`` sequences at a time, with eager attention and a hook per layer that
 reduces that layer's probabilities to the six scores at once.
 
-Baseline (what a user of transformers writes first, and what TransformerLens-style detectors
-do): the whole causal LM run once per detector input set with ``output_attentions=True``, every
-layer's probabilities kept, the scores computed from them afterwards; here two passes (the
-random first halves alone for previous-token, first-token, entropy and distance, and the
-repeated sequences for induction and duplicate-token), each over the whole batch.
+Baselines (what a user of transformers writes first, and what TransformerLens-style detectors
+do): the model run once per detector input set with ``output_attentions=True``, every layer's
+probabilities kept, the scores computed from them afterwards; two passes (the random first
+halves alone for previous-token, first-token, entropy and distance, and the repeated sequences
+for induction and duplicate-token), each over the whole batch. Once as the causal LM (with its
+LM head, as ``model(...)`` runs) and once as the base model only (the fairer one: no logits).
 
 Both read the same inputs; the benchmark checks that they give the same scores, then prints
-seconds and peak extra memory (tracemalloc cannot see torch's allocator, so the peak is the
-process' RSS high-water mark sampled around each run) and the ratios. With ``--analyze`` it also
+seconds and peak extra memory (each method in a fresh process, the model loaded first; the peak
+is the RSS high-water mark over the loaded model's) and the ratios. With ``--analyze`` it also
 times ``analyze_model`` on every built-in operation with and without the patterns, to show
 their share of the whole analysis.
 
@@ -22,7 +23,9 @@ their share of the whole analysis.
 from __future__ import annotations
 
 import argparse
+import json
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -44,7 +47,7 @@ def rss_mb() -> float:
 
 @torch.inference_mode()
 def baseline(model: torch.nn.Module, ids: torch.Tensor, length: int) -> dict[str, list[list[float]]]:
-    """Two full-model passes with ``output_attentions=True``; scores from the kept tensors."""
+    """Two passes of ``model`` with ``output_attentions=True``; scores from the kept tensors."""
     model.set_attn_implementation("eager")
     first = model(input_ids=ids[:, : length + 1], output_attentions=True, use_cache=False).attentions
     both = model(input_ids=ids, output_attentions=True, use_cache=False).attentions
@@ -60,6 +63,27 @@ def baseline(model: torch.nn.Module, ids: torch.Tensor, length: int) -> dict[str
     return out
 
 
+METHODS = ("headmaps", "causal-lm", "base-model")
+
+
+def run_one(method: str, model_name: str) -> None:
+    """One method in this process: prints a JSON line with seconds, peak RSS over the loaded
+    model, and the scores (so the parent can compare them)."""
+    loaded = load_model(model_name)
+    settings = PatternSettings()
+    loaded_mb = rss_mb()
+    t = time.perf_counter()
+    ids = sample_sequences(loaded.tokenizer, loaded.adapter.vocab_size, settings)
+    if method == "headmaps":
+        scores = measure(loaded.adapter, ids, settings.length, chunk=settings.chunk)
+    else:
+        scores = baseline(
+            loaded.model if method == "causal-lm" else loaded.model.base_model, ids, settings.length
+        )
+    seconds = time.perf_counter() - t
+    print(json.dumps({"seconds": seconds, "peak_mb": rss_mb() - loaded_mb, "scores": scores}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -68,48 +92,53 @@ def main() -> None:
     parser.add_argument(
         "--analyze", action="store_true", help="also time the whole analysis with and without"
     )
+    parser.add_argument("--only", choices=METHODS, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
-    t = time.perf_counter()
-    loaded = load_model(args.model)
-    print(f"{args.model}: loaded in {time.perf_counter() - t:.1f} s; {torch.get_num_threads()} threads")
-    settings = PatternSettings()
-    t = time.perf_counter()
-    ids = sample_sequences(loaded.tokenizer, loaded.adapter.vocab_size, settings)
-    sample_s = time.perf_counter() - t
-    print(f"inputs: {settings.batch} sequences of {ids.shape[1]} tokens, drawn in {sample_s:.2f} s")
-
-    before = rss_mb()
-    t = time.perf_counter()
-    ours = measure(loaded.adapter, ids, settings.length, chunk=settings.chunk)
-    ours_s = time.perf_counter() - t
-    ours_mb = rss_mb() - before
-    before = rss_mb()
-    t = time.perf_counter()
-    base = baseline(loaded.model, ids, settings.length)
-    base_s = time.perf_counter() - t
-    base_mb = rss_mb() - before
-    worst = max(
-        abs(a - b)
-        for name in PATTERNS
-        for row_a, row_b in zip(ours[name], base[name], strict=True)
-        for a, b in zip(row_a, row_b, strict=True)
-    )
-    print(f"same scores: largest difference {worst:.2e}")
-    print(f"{'':28}{'seconds':>10}{'peak +MB':>10}")
-    print(f"{'baseline (output_attentions)':28}{base_s:10.2f}{base_mb:10.0f}")
-    print(f"{'headmaps (hooked, one pass)':28}{ours_s + sample_s:10.2f}{ours_mb:10.0f}")
-    print(f"speed-up {base_s / (ours_s + sample_s):.2f}x (inputs drawn included)")
+    if args.only:
+        run_one(args.only, args.model)
+        return
+    print(f"{args.model}: each method in a fresh process (the model loaded first, not timed)")
+    results = {}
+    for method in METHODS:
+        out = subprocess.run(
+            [sys.executable, __file__, "--model", args.model, "--only", method],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        results[method] = json.loads(out.stdout.strip().splitlines()[-1])
+    ours = results["headmaps"]
+    for method in METHODS[1:]:
+        worst = max(
+            abs(a - b)
+            for name in PATTERNS
+            for row_a, row_b in zip(ours["scores"][name], results[method]["scores"][name], strict=True)
+            for a, b in zip(row_a, row_b, strict=True)
+        )
+        print(f"{method}: same scores as headmaps, largest difference {worst:.2e}")
+    print(f"{'':14}{'seconds':>10}{'peak +MB':>10}{'time ratio':>12}{'memory ratio':>14}")
+    for method in METHODS:
+        r = results[method]
+        print(
+            f"{method:14}{r['seconds']:10.2f}{r['peak_mb']:10.0f}"
+            f"{r['seconds'] / ours['seconds']:11.2f}x{r['peak_mb'] / max(ours['peak_mb'], 1):13.1f}x"
+        )
+    print("(ratios: baseline / headmaps; above 1 means headmaps is faster or smaller)")
     for name in ("induction", "previous_token", "duplicate_token", "first_token"):
         flat = sorted(
-            ((v, layer, head) for layer, row in enumerate(ours[name]) for head, v in enumerate(row)),
+            (
+                (v, layer, head)
+                for layer, row in enumerate(ours["scores"][name])
+                for head, v in enumerate(row)
+            ),
             reverse=True,
         )
         print(f"top {name}: " + ", ".join(f"{layer}.{head} {v:.2f}" for v, layer, head in flat[:4]))
     if args.analyze:
+        loaded = load_model(args.model)
         operations = list(builtin_operations().values())
         times = {}
-        for label, patterns in (("without patterns", None), ("with patterns", settings)):
+        for label, patterns in (("without patterns", None), ("with patterns", PatternSettings())):
             t = time.perf_counter()
             analyze_model(
                 args.model, operations, loaded=loaded, device="cpu", warn=lambda _: None, patterns=patterns

@@ -116,7 +116,7 @@ class PatternSettings(BaseModel):
     length: int = Field(50, ge=3, description="Random tokens per half of each sequence.")
     batch: int = Field(16, ge=1, description="Sequences.")
     seed: int = 0
-    chunk: int = Field(8, ge=1, description="Sequences per forward pass (memory, not results).")
+    chunk: int = Field(16, ge=1, description="Sequences per forward pass (memory, not results).")
     version: int = 1
     """Bumped when a definition changes, so stored scores from the old one are not reused."""
 
