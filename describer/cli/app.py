@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from describer.cli import analyze, describe, evaluate, quality, review, store
+from describer.cli import analyze, describe, evaluate, qk, quality, review, store
 
 app = typer.Typer(
     help="What does each attention head do? MAPS analysis of attention-head weights.",
@@ -20,6 +20,7 @@ app.command()(analyze.score)
 app.command("export")(store.export)
 app.command("import")(store.import_)
 app.command()(store.show)
+app.command()(qk.qk)
 app.command()(describe.describe)
 app.command()(quality.report)
 app.command()(review.serve)

@@ -9,9 +9,8 @@ For layer L, head h (key/value head g = ``kv_head(h)``), a query token a and a k
 
 exactly as the model computes its attention logit, except for two stated simplifications:
 
-- ``x`` is the token's representation alone (``source``: the embedding, as layer 0 receives it,
-  or block 0's weights-only ``embed+mlp0``, as MAPS builds its sources; ``Analyzer.source_rows``),
-  not the residual stream in a context;
+- ``x`` is a representation of the token alone, not the residual stream in a context
+  (``describer.maps.qk_view`` chooses it: by default the context-free residual);
 - ``M`` stands in for the positions. With rotary embeddings the logit depends on the offset
   d = m − n between the query's and the key's positions only, through a rotation ``R(−dθ_i)`` of
   each frequency pair: ``rotary="mean"`` uses the mean rotation over offsets ``1 … max_offset``
@@ -19,32 +18,27 @@ exactly as the model computes its attention logit, except for two stated simplif
   ``rotary="none"`` the identity (offset 0: a token attending to itself, where the two rotations
   cancel). Any list of offsets can be given; one offset d gives the exact logit for a key d
   positions before the query. GPT-2's learned positions are added to the residual, not to q or k:
-  its view keeps the token terms only (position embeddings left out).
+  its view keeps the token terms only (no position beyond what the representation itself holds).
 
-The vocabulary is streamed in chunks: nothing ``vocab × vocab`` is ever built.
+Gemma 2's soft-cap (monotonic) is applied as the model applies it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from jaxtyping import Float
-from pydantic import BaseModel
 from torch import Tensor
 
 from describer.errors import HeadmapsError
 from describer.maps.adapters.base import Adapter, Norm
-from describer.maps.analyzer import Analyzer, _merge_topk
-from describer.maps.settings import AnalysisSettings
 
 RotaryMode = Literal["mean", "none"]
-QK_SOURCES = ("embed", "embed+mlp0", "mlp0")
 MAX_OFFSET = 64
 """Default offsets averaged over by ``rotary="mean"``: 1 … 64 positions back."""
-Progress = Callable[[str, int, int], None]
 
 
 def rotate_half(x: Tensor) -> Tensor:
@@ -126,7 +120,7 @@ def head_qk(
 
     key_cos = key_sin = None
     if ex.rotary is None:
-        note = "no rotary: learned absolute positions, token terms only (position embeddings left out)"
+        note = "no rotary (learned absolute positions, added to the residual): token terms only"
     else:
         offs = list(range(1, MAX_OFFSET + 1)) if offsets is None else [int(d) for d in offsets]
         if rotary == "none":
@@ -164,160 +158,3 @@ def head_qk(
         key_sin=key_sin,
         rotary=note,
     )
-
-
-# --- the view: each query token's preferred keys, over the vocabulary --------------------------
-
-
-class QKKey(BaseModel):
-    token: str
-    token_id: int
-    score: float
-    """The static attention logit."""
-    z: float
-    """Standard deviations above the query's mean score over the readable vocabulary."""
-
-
-class QKQuery(BaseModel):
-    token: str
-    token_id: int | None
-    """None for the average query (the mean query vector over the readable vocabulary)."""
-    spread: float
-    """Standard deviation of this query's scores over the readable vocabulary's keys."""
-    keys: list[QKKey]
-
-
-class QKView(BaseModel):
-    model: str
-    family: str
-    layer: int
-    head: int
-    source: str
-    rotary: str
-    queries: list[QKQuery]
-    average: QKQuery
-    """The keys the average query prefers: what the head's scores favour whatever the query."""
-    agreement: str
-    """What the measurement (docs/qk.md) says of this view for the family."""
-
-
-def resolve_queries(tokenizer: object, texts: Sequence[str]) -> list[int]:
-    """Each text as one token id, or an error naming the pieces it splits into."""
-    ids = []
-    for text in texts:
-        pieces = tokenizer.encode(text, add_special_tokens=False)  # type: ignore[attr-defined]
-        if len(pieces) != 1:
-            shown = [tokenizer.decode([p]) for p in pieces]  # type: ignore[attr-defined]
-            raise HeadmapsError(f"--query {text!r} is not one token (it tokenizes to {shown}); give one token")
-        ids.append(int(pieces[0]))
-    return ids
-
-
-def _chunks(vocab: int, step: int) -> list[tuple[int, int]]:
-    return [(start, min(start + step, vocab)) for start in range(0, vocab, step)]
-
-
-@torch.inference_mode()
-def qk_view(
-    analyzer: Analyzer,
-    layer: int,
-    head: int,
-    *,
-    query_ids: Sequence[int] | None = None,
-    n_queries: int = 10,
-    top_k: int = 10,
-    rotary: RotaryMode = "mean",
-    chunk: int = 8192,
-    progress: Progress | None = None,
-) -> tuple[list[QKQuery], QKQuery, str]:
-    """The top ``top_k`` readable keys of each query (``query_ids``, or else the ``n_queries``
-    readable tokens whose scores spread most over the readable vocabulary) and of the average
-    query, and the rotary handling in words."""
-    qk = head_qk(analyzer.adapter, layer, head, rotary, device=analyzer.device)
-    mask = analyzer.readable_mask()
-    n_readable = int(mask.sum())
-    if n_readable < 2:
-        raise HeadmapsError("the tokenizer has fewer than two readable tokens")
-    spans = _chunks(analyzer.vocab_size, chunk)
-
-    def rows(start: int, stop: int) -> Tensor:
-        return analyzer.source_rows(layer, slice(start, stop))
-
-    hd = qk.W_Q.shape[1]
-    q_sum = torch.zeros(hd, dtype=torch.float64, device=analyzer.device)
-    chosen = list(query_ids) if query_ids is not None else []
-    if query_ids is None:
-        # Pass 1: the keys' covariance C, so that a query's spread is sqrt(q C qᵀ).
-        k_sum = torch.zeros_like(q_sum)
-        k_sq = torch.zeros(hd, hd, dtype=torch.float64, device=analyzer.device)
-        for i, (start, stop) in enumerate(spans):
-            k = qk.keys(rows(start, stop))[mask[start:stop]].double()
-            k_sum += k.sum(0)
-            k_sq += k.T @ k
-            if progress:
-                progress("key statistics", i + 1, len(spans))
-        mean = k_sum / n_readable
-        cov = k_sq / n_readable - torch.outer(mean, mean)
-        best_v = torch.full((1, 0), float("-inf"), device=analyzer.device)
-        best_i = torch.zeros((1, 0), dtype=torch.long, device=analyzer.device)
-    # Pass 2: the average query (and, choosing queries, each one's spread).
-    for i, (start, stop) in enumerate(spans):
-        q = qk.queries(rows(start, stop))
-        q_sum += q[mask[start:stop]].double().sum(0)
-        if query_ids is None:
-            spread = ((q.double() @ cov) * q.double()).sum(-1).clamp_min(0).sqrt().float()
-            spread = spread.masked_fill(~mask[start:stop], float("-inf"))
-            best_v, best_i = _merge_topk(best_v, best_i, spread[None], start, n_queries)
-        if progress:
-            progress("queries", i + 1, len(spans))
-    if query_ids is None:
-        chosen = [int(t) for t, v in zip(best_i[0], best_v[0], strict=True) if torch.isfinite(v)]
-    ids = torch.tensor(chosen, dtype=torch.long, device=analyzer.device)
-    Q = torch.cat([qk.queries(analyzer.source_rows(layer, ids)), (q_sum / n_readable).float()[None]])
-    # Pass 3: every query's scores over the readable keys: running top-k, mean and spread.
-    n = Q.shape[0]
-    top_v = torch.full((n, 0), float("-inf"), device=analyzer.device)
-    top_i = torch.zeros((n, 0), dtype=torch.long, device=analyzer.device)
-    s_sum = torch.zeros(n, dtype=torch.float64, device=analyzer.device)
-    s_sq = torch.zeros_like(s_sum)
-    for i, (start, stop) in enumerate(spans):
-        s = qk.scores(Q, qk.keys(rows(start, stop)))
-        keep = mask[start:stop]
-        s_sum += s[:, keep].double().sum(1)
-        s_sq += s[:, keep].double().pow(2).sum(1)
-        top_v, top_i = _merge_topk(top_v, top_i, s.masked_fill(~keep, float("-inf")), start, top_k)
-        if progress:
-            progress("key scores", i + 1, len(spans))
-    mean = s_sum / n_readable
-    std = (s_sq / n_readable - mean.pow(2)).clamp_min(0).sqrt()
-    out = []
-    for j in range(n):
-        keys = [
-            QKKey(
-                token=analyzer.token_text(int(t)),
-                token_id=int(t),
-                score=float(v),
-                z=float((v - mean[j]) / std[j].clamp_min(1e-12)),
-            )
-            for t, v in zip(top_i[j], top_v[j], strict=True)
-            if torch.isfinite(v)
-        ]
-        is_avg = j == n - 1
-        out.append(
-            QKQuery(
-                token="(average query)" if is_avg else analyzer.token_text(chosen[j]),
-                token_id=None if is_avg else chosen[j],
-                spread=float(std[j]),
-                keys=keys,
-            )
-        )
-    return out[:-1], out[-1], qk.rotary
-
-
-def qk_analyzer(
-    adapter: Adapter, tokenizer: object, source: str = "embed", device: str | torch.device = "cpu"
-) -> Analyzer:
-    """An ``Analyzer`` used only for its token representations, texts and readable mask."""
-    if source not in QK_SOURCES:
-        raise HeadmapsError(f"unknown source {source!r} for the QK view; use one of: {', '.join(QK_SOURCES)}")
-    return Analyzer(adapter, tokenizer, AnalysisSettings(source=source), device)  # type: ignore[arg-type]

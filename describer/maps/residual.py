@@ -109,20 +109,33 @@ def _proxy(
             return embedded if layer == 0 else analyzer._represent(embedded, "embed+mlp0")
 
         return weights_only
-    pool = torch.arange(analyzer.vocab_size) if mask is None else mask.nonzero().squeeze(1).cpu()
-    order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(0))
-    sample = pool[order[:PROXY_SAMPLE]].to(analyzer.device)
-    residual.ensure(sample, progress)
-    X = torch.cat([analyzer._embed(sample), torch.ones(len(sample), 1, device=analyzer.device)], 1).double()
-    maps = [
-        torch.linalg.lstsq(X, residual.rows(layer, sample).double()).solution.float()
-        for layer in range(analyzer.n_layers)
-    ]
+    maps = linear_maps(analyzer, residual, mask, progress)
 
     def linear(layer: int, start: int, stop: int) -> Tensor:
         return analyzer._embed(slice(start, stop)) @ maps[layer][:-1] + maps[layer][-1]
 
     return linear
+
+
+def proxy_sample(analyzer: Analyzer, mask: Tensor | None) -> Tensor:
+    """The ``PROXY_SAMPLE`` tokens the linear proxy is fitted on: a seeded sample of ``mask``'s."""
+    pool = torch.arange(analyzer.vocab_size) if mask is None else mask.nonzero().squeeze(1).cpu()
+    order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(0))
+    return pool[order[:PROXY_SAMPLE]].to(analyzer.device)
+
+
+def linear_maps(
+    analyzer: Analyzer, residual: ResidualSource, mask: Tensor | None, progress: Progress | None = None
+) -> list[Float[Tensor, "d_plus_1 d"]]:
+    """Per layer, the least-squares map ``[embedding, 1] -> residual`` (the ``linear`` proxy),
+    fitted on ``PROXY_SAMPLE`` tokens (a seeded sample of ``mask``'s) run through the model."""
+    sample = proxy_sample(analyzer, mask)
+    residual.ensure(sample, progress)
+    X = torch.cat([analyzer._embed(sample), torch.ones(len(sample), 1, device=analyzer.device)], 1).double()
+    return [
+        torch.linalg.lstsq(X, residual.rows(layer, sample).double()).solution.float()
+        for layer in range(analyzer.n_layers)
+    ]
 
 
 @torch.inference_mode()
