@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from describer.errors import HeadmapsError
 from describer.maps.jobs import Warn, analyze_model, pick_device
-from describer.maps.loading import LoadedModel, load_model, resolve
+from describer.maps.loading import LoadedModel, Weights, load_model, resolve
 from describer.maps.operations import Operation, builtin_operations
 from describer.maps.patterns import PatternSettings
 from describer.maps.relations import relation_facts
@@ -42,10 +42,18 @@ def model_info(loaded: LoadedModel) -> ModelInfo:
 
 
 def settings_key(
-    family: str, choice: SourceChoice | None = None, top_tokens: int = 15, top_mappings: int = 5
+    family: str,
+    choice: SourceChoice | None = None,
+    top_tokens: int = 15,
+    top_mappings: int = 5,
+    dtype: str = "float32",
 ) -> str:
     """The store key of the analysis settings ``analyze`` would use for a model of ``family``."""
-    return (choice or SourceChoice()).settings(family, top_tokens=top_tokens, top_mappings=top_mappings).key()
+    return (
+        (choice or SourceChoice())
+        .settings(family, top_tokens=top_tokens, top_mappings=top_mappings, dtype=dtype)
+        .key()
+    )
 
 
 def pending_work(
@@ -117,7 +125,11 @@ def save_result(
     """Store an ``analyze_model`` result with its model, operation definitions, each head's
     relations (checked against the built-in operations and the user's) and the attention-pattern
     scores; returns the analysis id (None when the result holds pattern scores only)."""
-    settings = {name: value for name, value in result.settings.items() if name != "device"}
+    settings = {
+        name: value
+        for name, value in result.settings.items()
+        if name not in ("device", "weights", "weights_note")
+    }
     definitions = [
         OperationIn(
             name=op.name,
@@ -188,6 +200,8 @@ def analyze_and_store(
     k: int | None = None,
     everything: bool = False,
     patterns: PatternSettings | None = PatternSettings(),  # noqa: B008  (frozen, so shareable)
+    weights: Weights = "stream",
+    dtype: str = "float32",
     progress: Progress | None = None,
     warn: Warn = print,
 ) -> Analyzed:
@@ -198,18 +212,20 @@ def analyze_and_store(
     if store is not None and not everything:
         family = stored_family(store, name)
         if family is not None:
-            key = settings_key(family, choice, top_tokens, top_mappings)
+            key = settings_key(family, choice, top_tokens, top_mappings, dtype)
             need_salient, todo = pending_work(store, name, key, operations, k)
             need_patterns = patterns is not None and not store.has_patterns(name, patterns.key())
             if not need_salient and not todo and not need_patterns:
                 backfill_relations(store, name, settings_key=key)
                 return Analyzed(name, None, key)
     device = pick_device(device)
-    loaded = load_model(model, device=device)
+    loaded = load_model(model, device=device, weights=weights, dtype=dtype)
+    if loaded.note:
+        warn(loaded.note)
     need_salient, todo, need_patterns = True, list(operations), patterns is not None
     key = None
     if store is not None:
-        key = settings_key(loaded.family, choice, top_tokens, top_mappings)
+        key = settings_key(loaded.family, choice, top_tokens, top_mappings, dtype)
         if not everything:
             need_salient, todo = pending_work(store, loaded.name, key, operations, k)
             need_patterns = patterns is not None and not store.has_patterns(loaded.name, patterns.key())
@@ -228,6 +244,7 @@ def analyze_and_store(
         loaded=loaded,
         with_salient=need_salient,
         patterns=patterns if need_patterns else None,
+        dtype=dtype,
     )
     if store is None:
         return Analyzed(loaded.name, result)
@@ -260,7 +277,7 @@ def ensure_analysis(
         backfill_relations(store, name)
         if store.has_patterns(name, patterns.key()):
             return name
-    loaded = load_model(model, device=pick_device(device))
+    loaded = load_model(model, device=pick_device(device), weights="stream")
     operations = [] if analysed else list(builtin_operations().values())
     result = analyze_model(
         model,

@@ -104,7 +104,7 @@ def assert_user_error(result, *fragments: str, preamble: bool = False) -> str:  
 
     ``preamble`` allows warnings that transformers itself prints before the error."""
     assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
+    assert "Traceback" not in result.output, result.output
     assert result.stdout == ""
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines, "nothing on stderr"

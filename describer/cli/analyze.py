@@ -14,11 +14,13 @@ from describer.cli.console import check_parent, out, progress, user_errors, warn
 from describer.cli.options import (
     AttnNormOpt,
     DeviceOpt,
+    DtypeOpt,
     FoldNormsOpt,
     MlpNormOpt,
     ModelArg,
     NormsOpt,
     SourceOpt,
+    WeightsOpt,
 )
 from describer.errors import HeadmapsError
 from describer.maps.loading import ALIASES, DEFAULT_MODEL
@@ -88,6 +90,8 @@ def analyze(
     top_tokens: Annotated[int, typer.Option(min=1, help="Salient source tokens per head.")] = 15,
     top_mappings: Annotated[int, typer.Option(min=1, help="Mapped tokens per salient source.")] = 5,
     device: DeviceOpt = "auto",
+    weights: WeightsOpt = "stream",
+    dtype: DtypeOpt = "float32",
     json_path: Annotated[
         Path | None, typer.Option("--json", "-o", help="Write the full result to this JSON file.")
     ] = None,
@@ -151,6 +155,8 @@ def analyze(
                     k=k,
                     everything=json_path is not None,
                     patterns=PatternSettings() if patterns else None,
+                    weights=weights,
+                    dtype=dtype,
                     progress=report,
                     warn=warn,
                 )
@@ -203,6 +209,8 @@ def score(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     device: DeviceOpt = "auto",
+    weights: WeightsOpt = "stream",
+    dtype: DtypeOpt = "float32",
     source: SourceOpt = None,
     norms: NormsOpt = None,
     mlp_norm: MlpNormOpt = None,
@@ -223,13 +231,23 @@ def score(
         if pattern is not None:
             check_pattern(pattern)
             with progress() as report:
-                name, measured = score_pattern(model, pattern, device=device, progress=report)
+                name, measured = score_pattern(
+                    model, pattern, device=device, progress=report, weights=weights, dtype=dtype
+                )
             _print_pattern(name, pattern, measured, top, as_json)
             return
         op = load_pairs_file(pairs) if pairs is not None else select_operations(operation)[0]
         with progress() as report:
             name, scores = score_operation(
-                model, op, k=k, choice=choice, device=device, progress=report, warn=warn
+                model,
+                op,
+                k=k,
+                choice=choice,
+                device=device,
+                progress=report,
+                warn=warn,
+                weights=weights,
+                dtype=dtype,
             )
         top_heads = scores.top_heads(top)
         if as_json:

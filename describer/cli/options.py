@@ -13,6 +13,21 @@ ModelArg = Annotated[
     ),
 ]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+WeightsOpt = Annotated[
+    str,
+    typer.Option(
+        "--weights",
+        help="stream: read each block's weights from the files when it is analysed (memory: one block, "
+        "whatever the model's size); full: load the whole model first (float32 where it fits).",
+    ),
+]
+DtypeOpt = Annotated[
+    str,
+    typer.Option(
+        help="Compute dtype of the streamed blocks: float32 (exact), bfloat16 or float16 (half the "
+        "memory; on a GPU, faster). The weights keep their stored dtype on disk."
+    ),
+]
 SourceOpt = Annotated[
     str | None,
     typer.Option(

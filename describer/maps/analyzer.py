@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from torch import Tensor
 
 from describer.maps.adapters.base import Adapter
@@ -30,6 +30,8 @@ from describer.maps.pairs import flatten_pairs, pair_scores
 from describer.maps.readable import readable, special_ids
 from describer.maps.residual import ResidualSource, residual_salient
 from describer.maps.results import HeadSalient, MappedToken, OperationScores, SalientToken
+from describer.maps.rowcache import MEMORY_BYTES, RowCache
+from describer.maps.scan import PAIR_BYTES, merge_topk, scan_layer
 from describer.maps.settings import AnalysisSettings
 
 Progress = Callable[[str, int, int], None]
@@ -54,7 +56,9 @@ class Analyzer:
         tokenizer: object,
         settings: AnalysisSettings,
         device: str | torch.device = "cpu",
-        chunk_elements: int = 1 << 25,
+        chunk_elements: int = 1 << 23,
+        pair_bytes: int = PAIR_BYTES,
+        cache_bytes: int = MEMORY_BYTES,
     ) -> None:
         self.adapter = adapter
         self.tokenizer = tokenizer
@@ -62,24 +66,37 @@ class Analyzer:
         self.device = torch.device(device)
         self.chunk_elements = chunk_elements
         """Budget, in floats, for one block of streamed logits."""
+        self.pair_bytes = pair_bytes
+        """Budget for one batch of operation pairs' head outputs."""
+        self.cache_bytes = cache_bytes
+        """The whole vocabulary's source representation is kept in memory up to this size, else in
+        a temporary file."""
         a = adapter
         self.n_layers, self.n_heads, self.n_kv, self.hd = a.n_layers, a.n_heads, a.n_kv_heads, a.head_dim
         self.vocab_size = a.vocab_size
-        self._embed_weight = a.embedding_module().weight
-        self._embed_scale = 1.0
-        if a.embedding_scale() != 1.0:
-            self._embed_scale = float(torch.tensor(a.embedding_scale(), dtype=self._embed_weight.dtype))
-        self._U = a.unembedding_module().weight  # [vocab, d]
+        self.d_model = a.d_model
         final = a.final_norm()
         self._U_scale = (final.weight if settings.fold_norms else torch.ones_like(final.weight)).to(
             self.device
         )
         self._U_center = settings.fold_norms and final.kind == "layer"
-        self.layers = [self._prepare_layer(i) for i in range(self.n_layers)]
-        self._source_cache: Tensor | None = None
+        self.compute = getattr(torch, settings.dtype)
+        """The dtype of the vocabulary-sized matmuls (float32 unless ``--dtype`` says otherwise)."""
+        self._layers: dict[int, _Layer] = {}
+        self._source_cache: RowCache | None = None
         self.residual = ResidualSource(a, tokenizer, self.device) if settings.source == "residual" else None
         self._readable: Tensor | None = None
         self._token_text: list[str] | None = None
+
+    def layer(self, index: int) -> _Layer:
+        """Layer ``index``'s value/output matrices on ``device``: read once and kept for a loaded
+        model; for a streamed one only the latest layer is kept (so memory is one layer's)."""
+        if index not in self._layers:
+            if self.adapter.streamed:
+                self._layers.clear()
+            with self.adapter.layer_weights(index):
+                self._layers[index] = self._prepare_layer(index)
+        return self._layers[index]
 
     def _prepare_layer(self, index: int) -> _Layer:
         lw = self.adapter.layer(index)
@@ -101,6 +118,17 @@ class Analyzer:
             amp_factor=torch.stack(factors),
         )
 
+    def mm(self, a: Tensor, b: Tensor) -> Tensor:
+        """``a @ b`` in the compute dtype, returned as float32."""
+        if self.compute is torch.float32:
+            return a @ b
+        return (a.to(self.compute) @ b.to(self.compute)).float()
+
+    def einsum(self, spec: str, a: Tensor, b: Tensor) -> Tensor:
+        if self.compute is torch.float32:
+            return torch.einsum(spec, a, b)
+        return torch.einsum(spec, a.to(self.compute), b.to(self.compute)).float()
+
     # --- vocabulary -----------------------------------------------------------------------
     def token_text(self, token_id: int) -> str:
         return self._texts()[token_id]
@@ -121,15 +149,17 @@ class Analyzer:
 
     # --- source representations -----------------------------------------------------------
     def _embed(self, ids: Tensor | slice) -> Tensor:
-        rows = self._embed_weight[ids].to(self.device, torch.float32)
-        return rows * self._embed_scale if self._embed_scale != 1.0 else rows
+        return self.adapter.embedding_rows(ids, self.device)
 
     def _represent(self, embedded: Tensor, source: str | None = None) -> Tensor:
         """A weights-only source representation for layers > 0, from embeddings."""
         source = source or self.settings.source
         if source == "embed":
             return embedded
-        mlp = self.adapter.mlp0(embedded, pre_norm=self.settings.mlp_norm, post_norm=self.settings.fold_norms)
+        with self.adapter.block0_weights():
+            mlp = self.adapter.mlp0(
+                embedded, pre_norm=self.settings.mlp_norm, post_norm=self.settings.fold_norms
+            )
         return mlp if source == "mlp0" else embedded + mlp
 
     @torch.inference_mode()
@@ -140,7 +170,7 @@ class Analyzer:
         if layer == 0 or self.settings.source == "embed":
             return self._embed(ids)
         if self._source_cache is not None:
-            return self._source_cache[ids].to(self.device)
+            return self._source_cache.read(ids)
         return self._represent(self._embed(ids))
 
     @torch.inference_mode()
@@ -152,26 +182,25 @@ class Analyzer:
             or self.n_layers < 2
         ):
             return
-        d = self._embed_weight.shape[1]
-        out = torch.empty(self.vocab_size, d, device=self.device)
-        step = 8192
-        for start in range(0, self.vocab_size, step):
-            stop = min(start + step, self.vocab_size)
-            out[start:stop] = self._represent(self._embed(slice(start, stop)))
-            if progress:
-                progress("source representation", stop, self.vocab_size)
+        out = RowCache(self.vocab_size, self.d_model, self.device, memory_bytes=self.cache_bytes)
+        step = max(256, min(8192, self.chunk_elements // 8 // max(self.d_model, 1)))
+        with self.adapter.block0_weights():
+            for start in range(0, self.vocab_size, step):
+                stop = min(start + step, self.vocab_size)
+                out.write(start, self._represent(self._embed(slice(start, stop))))
+                if progress:
+                    progress("source representation", stop, self.vocab_size)
         self._source_cache = out
 
     def _value_input(self, layer: int, rows: Tensor) -> Tensor:
-        norm = self.layers[layer].norm
+        norm = self.layer(layer).norm
         return norm(rows) if norm is not None else rows
 
     def _unembed_chunk(self, start: int, stop: int) -> Float[Tensor, "d c"]:
-        u = self._U[start:stop].to(self.device, torch.float32).T * self._U_scale[:, None]
-        return u - u.mean(0, keepdim=True) if self._U_center else u
+        return self._unembed_columns(slice(start, stop))
 
-    def _unembed_columns(self, ids: Tensor) -> Float[Tensor, "d n"]:
-        u = self._U[ids].to(self.device, torch.float32).T * self._U_scale[:, None]
+    def _unembed_columns(self, ids: Tensor | slice) -> Float[Tensor, "d n"]:
+        u = self.adapter.unembedding_rows(ids, self.device).T * self._U_scale[:, None]
         return u - u.mean(0, keepdim=True) if self._U_center else u
 
     # --- salient operations ----------------------------------------------------------------
@@ -181,7 +210,7 @@ class Analyzer:
     ) -> Float[Tensor, "n n_heads"]:
         """``‖x W_V W_O‖ / ‖x‖`` for each head of ``layer``, where x is what W_V reads for
         ``ids`` (or for the given source ``rows``)."""
-        lay = self.layers[layer]
+        lay = self.layer(layer)
         x = self._value_input(layer, self.source_rows(layer, ids) if rows is None else rows)
         s = (x @ lay.W_V).view(x.shape[0], self.n_kv, self.hd)
         t = torch.einsum("nkh,khg->nkg", s, lay.amp_factor)
@@ -192,32 +221,38 @@ class Analyzer:
     def salient_sources(self, progress: Progress | None = None) -> tuple[Tensor, Tensor]:
         """Top-N source token ids and amplifications per head: ``[layers, heads, N]`` each."""
         if self.residual is not None:
-            return residual_salient(self, self.residual, progress)
+            with self.adapter.block0_weights():  # the candidates' proxy reads block 0's MLP
+                return residual_salient(self, self.residual, progress)
         self._full_sources(progress)
         n_top = self.settings.top_tokens
         ids_out = torch.empty(self.n_layers, self.n_heads, n_top, dtype=torch.long)
         amp_out = torch.empty(self.n_layers, self.n_heads, n_top)
-        mask = self.readable_mask() if self.settings.readable_only else None
-        step = max(1024, self.chunk_elements // max(self.adapter.d_model, 1) // 4)
         for layer in range(self.n_layers):
-            best_v = torch.full((self.n_heads, 0), float("-inf"), device=self.device)
-            best_i = torch.zeros((self.n_heads, 0), dtype=torch.long, device=self.device)
-            for start in range(0, self.vocab_size, step):
-                stop = min(start + step, self.vocab_size)
-                amp = self.amplification(layer, slice(start, stop)).T  # [heads, c]
-                if mask is not None:
-                    amp = amp.masked_fill(~mask[start:stop], float("-inf"))
-                best_v, best_i = _merge_topk(best_v, best_i, amp, start, n_top)
-            ids_out[layer], amp_out[layer] = best_i.cpu(), best_v.cpu()
+            ids_out[layer], amp_out[layer] = self._salient_layer(layer)
             if progress:
                 progress("salient tokens", layer + 1, self.n_layers)
         return ids_out, amp_out
+
+    def _salient_layer(self, layer: int) -> tuple[Tensor, Tensor]:
+        """Layer ``layer``'s top-N sources per head by amplification (weights-only sources)."""
+        n_top = self.settings.top_tokens
+        mask = self.readable_mask() if self.settings.readable_only else None
+        step = max(1024, self.chunk_elements // max(self.d_model, 1) // 4)
+        best_v = torch.full((self.n_heads, 0), float("-inf"), device=self.device)
+        best_i = torch.zeros((self.n_heads, 0), dtype=torch.long, device=self.device)
+        for start in range(0, self.vocab_size, step):
+            stop = min(start + step, self.vocab_size)
+            amp = self.amplification(layer, slice(start, stop)).T  # [heads, c]
+            if mask is not None:
+                amp = amp.masked_fill(~mask[start:stop], float("-inf"))
+            best_v, best_i = merge_topk(best_v, best_i, amp, start, n_top)
+        return best_i.cpu(), best_v.cpu()
 
     # --- head mappings ---------------------------------------------------------------------
     @torch.inference_mode()
     def head_outputs(self, layer: int, source_ids: Tensor) -> Float[Tensor, "n_heads n d"]:
         """Each head's (folded) output for each source token: ``x W_V W_O``."""
-        lay = self.layers[layer]
+        lay = self.layer(layer)
         x = self._value_input(layer, self.source_rows(layer, source_ids))
         s = (x @ lay.W_V).view(x.shape[0], self.n_kv, self.hd)
         kv = torch.arange(self.n_heads, device=self.device) // (self.n_heads // self.n_kv)
@@ -230,108 +265,49 @@ class Analyzer:
         with_salient: bool = True,
         progress: Progress | None = None,
     ) -> tuple[list[HeadSalient], list[OperationScores]]:
-        """Salient operations of every head and the scores of ``operations``, in one pass."""
+        """Salient operations of every head and the scores of ``operations``, one layer at a time
+        (each layer's weights are read once: its salient sources, then its vocabulary pass)."""
+        L, H, N = self.n_layers, self.n_heads, self.settings.top_tokens
         salient_ids = salient_amp = None
-        if with_salient:
+        per_layer = with_salient and self.residual is None
+        if with_salient and not per_layer:
             salient_ids, salient_amp = self.salient_sources(progress)
+        elif per_layer:
+            self._full_sources(progress)
+            salient_ids = torch.empty(L, H, N, dtype=torch.long)
+            salient_amp = torch.empty(L, H, N)
         pair_src, pair_tgt, pair_k, pair_op = flatten_pairs(operations)
         unique_src, pair_row = torch.unique(pair_src, return_inverse=True)
-        n_pairs = len(pair_src)
-        greater = torch.zeros(self.n_layers, self.n_heads, n_pairs, dtype=torch.long)
+        greater = torch.zeros(L, H, len(pair_src), dtype=torch.long)
         less = torch.zeros_like(greater)
         mapped_ids = mapped_logits = None
         if with_salient:
             k_map = self.settings.top_mappings
-            mapped_ids = torch.empty(
-                self.n_layers, self.n_heads, self.settings.top_tokens, k_map, dtype=torch.long
-            )
-            mapped_logits = torch.empty(self.n_layers, self.n_heads, self.settings.top_tokens, k_map)
-        for layer in range(self.n_layers):
-            g, lss, top = self._scan_layer(
+            mapped_ids = torch.empty(L, H, N, k_map, dtype=torch.long)
+            mapped_logits = torch.empty(L, H, N, k_map)
+        for layer in range(L):
+            if per_layer:
+                salient_ids[layer], salient_amp[layer] = self._salient_layer(layer)
+            g, lss, top = scan_layer(
+                self,
                 layer,
                 unique_src.to(self.device),
                 pair_row.to(self.device),
                 pair_tgt.to(self.device),
                 pair_k.to(self.device),
                 None if salient_ids is None else salient_ids[layer].to(self.device),
+                self.pair_bytes,
             )
             greater[layer], less[layer] = g.cpu(), lss.cpu()
             if top is not None:
                 mapped_logits[layer], mapped_ids[layer] = (t.cpu() for t in top)
             if progress:
-                progress("head mappings", layer + 1, self.n_layers)
+                progress("head mappings", layer + 1, L)
         scores = pair_scores(operations, pair_op, pair_k, greater, less)
         heads = []
         if with_salient:
             heads = self._salient_results(salient_ids, salient_amp, mapped_ids, mapped_logits)
         return heads, scores
-
-    def _scan_layer(
-        self,
-        layer: int,
-        unique_src: Int[Tensor, " u"],
-        pair_row: Int[Tensor, " p"],
-        pair_tgt: Int[Tensor, " p"],
-        pair_k: Int[Tensor, " p"],
-        salient: Int[Tensor, "n_heads n_top"] | None,
-    ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor] | None]:
-        """Stream the vocabulary once for one layer: pair ranks and salient top mappings."""
-        H, P = self.n_heads, len(pair_row)
-        Y = self.head_outputs(layer, unique_src) if len(unique_src) else None  # [H, u, d]
-        greater = torch.zeros(H, P, dtype=torch.long, device=self.device)
-        less = torch.zeros_like(greater)
-        active = torch.ones(H, P, dtype=torch.bool, device=self.device)
-        target_logit = None
-        if Y is not None:
-            u_t = self._unembed_columns(pair_tgt)  # [d, P]
-            target_logit = torch.einsum("hpd,dp->hp", Y[:, pair_row], u_t)
-            Y_flat = Y.reshape(H * len(unique_src), -1)
-        top = None
-        if salient is not None:
-            n_top = salient.shape[1]
-            Ys = torch.stack([self.head_outputs(layer, salient[h])[h] for h in range(H)])  # [H, N, d]
-            Ys_flat = Ys.reshape(H * n_top, -1)
-            k_map = self.settings.top_mappings
-            best_v = torch.full((H * n_top, 0), float("-inf"), device=self.device)
-            best_i = torch.zeros((H * n_top, 0), dtype=torch.long, device=self.device)
-            mask = self.readable_mask() if self.settings.readable_only else None
-        start = 0
-        while start < self.vocab_size:
-            n_rows = int(active.sum()) + (0 if salient is None else H * n_top)
-            if n_rows == 0:
-                break
-            step = int(min(max(self.chunk_elements // max(n_rows, 1), 1024), 1 << 17))
-            stop = min(start + step, self.vocab_size)
-            U_c = self._unembed_chunk(start, stop)
-            if Y is not None and active.any():
-                h_idx, p_idx = active.nonzero(as_tuple=True)
-                rows = h_idx * len(unique_src) + pair_row[p_idx]
-                uniq_rows, inverse = torch.unique(rows, return_inverse=True)
-                logits = (Y_flat[uniq_rows] @ U_c)[inverse]  # [n_active, c]
-                t = target_logit[h_idx, p_idx][:, None]
-                n_greater, n_less = (logits > t).sum(1), (logits < t).sum(1)
-                # The target's own column differs from ``t`` by rounding (another summation
-                # order); it must not count as beating itself.
-                tgt = pair_tgt[p_idx]
-                here = ((tgt >= start) & (tgt < stop)).nonzero(as_tuple=True)[0]
-                own = logits[here, tgt[here] - start]
-                n_greater[here] -= (own > t[here, 0]).long()
-                n_less[here] -= (own < t[here, 0]).long()
-                greater[h_idx, p_idx] += n_greater
-                less[h_idx, p_idx] += n_less
-                k = pair_k[p_idx]
-                # Once k tokens beat the target on both sides its top-k membership is settled.
-                done = (greater[h_idx, p_idx] >= k) & (less[h_idx, p_idx] >= k)
-                active[h_idx[done], p_idx[done]] = False
-            if salient is not None:
-                logits = Ys_flat @ U_c
-                if mask is not None:
-                    logits = logits.masked_fill(~mask[start:stop], float("-inf"))
-                best_v, best_i = _merge_topk(best_v, best_i, logits, start, k_map)
-            start = stop
-        if salient is not None:
-            top = (best_v.view(H, n_top, -1), best_i.view(H, n_top, -1))
-        return greater, less, top
 
     def _salient_results(
         self, ids: Tensor, amp: Tensor, mapped_ids: Tensor, mapped_logits: Tensor
@@ -361,13 +337,3 @@ class Analyzer:
                     )
                 heads.append(HeadSalient(layer=layer, head=head, salient=tokens))
         return heads
-
-
-def _merge_topk(best_v: Tensor, best_i: Tensor, values: Tensor, offset: int, k: int) -> tuple[Tensor, Tensor]:
-    """Running top-k over vocabulary chunks; ``values`` is ``[rows, c]`` for ids ``offset…``."""
-    kk = min(k, values.shape[1])
-    v, i = values.topk(kk, dim=1)
-    all_v = torch.cat([best_v, v], dim=1)
-    all_i = torch.cat([best_i, i + offset], dim=1)
-    v, j = all_v.topk(min(k, all_v.shape[1]), dim=1)
-    return v, all_i.gather(1, j)

@@ -145,9 +145,9 @@ def measure(
         for layer in range(adapter.n_layers)
     ]
     try:
-        with eager_attention(model):
+        with eager_attention(model), adapter.running():
             for start in range(0, len(ids), chunk):
-                model.base_model(input_ids=ids[start : start + chunk], use_cache=False)
+                model.base_model(**adapter.forward_inputs(ids[start : start + chunk]), use_cache=False)
                 if progress:
                     progress("attention patterns", min(start + chunk, len(ids)), len(ids))
     finally:

@@ -11,7 +11,7 @@ import torch
 from describer.errors import HeadmapsError
 from describer.maps.analyzer import Analyzer, Progress
 from describer.maps.attention import pattern_scores
-from describer.maps.loading import LoadedModel, load_model
+from describer.maps.loading import LoadedModel, Weights, load_model
 from describer.maps.operations import Operation, TokenizedOperation, tokenize
 from describer.maps.patterns import PatternScores, PatternSettings, check_pattern
 from describer.maps.results import AnalysisResult, OperationScores
@@ -32,6 +32,14 @@ def source_notes(analyzer: Analyzer) -> dict[str, str]:
         f"{s.salient_proxy} proxy amplification"
     )
     return {"residual_prefix": analyzer.residual.prefix_text, "salient_sources": how}
+
+
+def load_notes(loaded: LoadedModel) -> dict[str, str]:
+    """How the weights were read, for the output (not part of the settings key)."""
+    notes = {"weights": "streamed block by block" if loaded.weights is not None else "whole model loaded"}
+    if loaded.note:
+        notes["weights_note"] = loaded.note
+    return notes
 
 
 def pick_device(device: str) -> str:
@@ -90,13 +98,15 @@ def analyze_model(
     loaded: LoadedModel | None = None,
     with_salient: bool = True,
     patterns: PatternSettings | None = None,
+    weights: Weights = "stream",
+    dtype: str = "float32",
 ) -> AnalysisResult:
     """``with_salient=False`` scores the operations only (their salient mappings are stored);
     with neither salient mappings nor operations asked for, MAPS is skipped. ``patterns``:
     measure the attention-pattern scores on these inputs too."""
     device = pick_device(device)
-    loaded = loaded or load_model(model, device=device)
-    settings = settings_for(loaded, choice, top_tokens=top_tokens, top_mappings=top_mappings)
+    loaded = loaded or load_model(model, device=device, weights=weights, dtype=dtype)
+    settings = settings_for(loaded, choice, top_tokens=top_tokens, top_mappings=top_mappings, dtype=dtype)
     heads, scores, notes, tokenized = [], [], {}, []
     if with_salient or operations:
         tokenized = tokenize_all(operations, loaded, k, warn, strict=len(operations) == 1)
@@ -110,7 +120,13 @@ def analyze_model(
         )
     return AnalysisResult(
         model=loaded.name,
-        settings={**settings.model_dump(), **notes, "family": loaded.family, "device": device},
+        settings={
+            **settings.model_dump(),
+            **notes,
+            **load_notes(loaded),
+            "family": loaded.family,
+            "device": device,
+        },
         heads=heads,
         operations={s.name: s for s in scores},
         skipped_operations=[
@@ -130,10 +146,12 @@ def score_operation(
     progress: Progress | None = None,
     warn: Warn = print,
     loaded: LoadedModel | None = None,
+    weights: Weights = "stream",
+    dtype: str = "float32",
 ) -> tuple[str, OperationScores]:
     device = pick_device(device)
-    loaded = loaded or load_model(model, device=device)
-    settings = settings_for(loaded, choice)
+    loaded = loaded or load_model(model, device=device, weights=weights, dtype=dtype)
+    settings = settings_for(loaded, choice, dtype=dtype)
     (op,) = tokenize_all([operation], loaded, k, warn, strict=True)
     analyzer = Analyzer(loaded.adapter, loaded.tokenizer, settings, device=device)
     _, (scores,) = analyzer.analyze([op], with_salient=False, progress=progress)
@@ -148,11 +166,13 @@ def score_pattern(
     device: str = "auto",
     progress: Progress | None = None,
     loaded: LoadedModel | None = None,
+    weights: Weights = "stream",
+    dtype: str = "float32",
 ) -> tuple[str, PatternScores]:
     """Every head's attention-pattern scores (all patterns: one pass measures them together)."""
     check_pattern(pattern)
     device = pick_device(device)
-    loaded = loaded or load_model(model, device=device)
+    loaded = loaded or load_model(model, device=device, weights=weights, dtype=dtype)
     return loaded.name, pattern_scores(
         loaded.adapter, loaded.tokenizer, settings or PatternSettings(), device=device, progress=progress
     )

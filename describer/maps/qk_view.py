@@ -26,10 +26,11 @@ from pydantic import BaseModel
 from torch import Tensor
 
 from describer.errors import HeadmapsError
-from describer.maps.analyzer import Analyzer, _merge_topk
+from describer.maps.analyzer import Analyzer
 from describer.maps.qk import HeadQK, RotaryMode, head_qk
 from describer.maps.qk_check import Agreement, head_agreement
 from describer.maps.residual import linear_maps, proxy_sample
+from describer.maps.scan import merge_topk
 from describer.maps.settings import AnalysisSettings
 
 QK_SOURCES = ("residual", "linear", "embed", "embed+mlp0")
@@ -241,7 +242,7 @@ def _pick_queries(
         q = qk.queries(rep.cheap(layer, slice(start, stop))).double()
         spread = ((q @ cov) * q).sum(-1).clamp_min(0).sqrt().float()
         spread = spread.masked_fill(~rep.mask[start:stop], float("-inf"))
-        best_v, best_i = _merge_topk(best_v, best_i, spread[None], start, m)
+        best_v, best_i = merge_topk(best_v, best_i, spread[None], start, m)
         if progress:
             progress("query spreads", i + 1, len(spans))
     cand = best_i[0][torch.isfinite(best_v[0])]
@@ -289,7 +290,7 @@ def qk_view(
     spans = _spans(a.vocab_size, chunk)
     for i, (start, stop) in enumerate(spans):
         s = qk.scores(Q, qk.keys(rep.cheap(layer, slice(start, stop))))
-        best_v, best_i = _merge_topk(
+        best_v, best_i = merge_topk(
             best_v, best_i, s.masked_fill(~rep.mask[start:stop], float("-inf")), start, n_best
         )
         if progress:

@@ -77,7 +77,9 @@ class ResidualSource:
         """The residual entering every layer at each token of ``ids`` after the prefix (not kept)."""
         batch = torch.stack([torch.full_like(ids, self.prefix_id), ids], dim=1).to(self.device)
         body = self.adapter.model.base_model
-        hidden = body(input_ids=batch, output_hidden_states=True, use_cache=False).hidden_states
+        with self.adapter.running():
+            inputs = self.adapter.forward_inputs(batch)
+            hidden = body(**inputs, output_hidden_states=True, use_cache=False).hidden_states
         self.forward_passes += len(ids)
         # hidden[L] is the stream entering layer L (the last one is after the final norm).
         return torch.stack([hidden[layer][:, 1, :] for layer in range(self.adapter.n_layers)], dim=1).float()

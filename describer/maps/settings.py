@@ -51,6 +51,8 @@ class AnalysisSettings(BaseModel):
     """With ``residual``: what picks the salient candidates — the weights-only ``embed+mlp0``
     representation, or a per-layer least-squares map from the embedding to the residual, fitted
     on a sample of tokens run through the model (slower; not yet measured on a real model)."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """The compute dtype of the weights (``--dtype``); float32 everywhere else."""
     salient_candidates: int = Field(64, ge=0)
     """With ``residual``: salient sources are chosen among each head's top candidates by the
     cheap ``embed+mlp0`` amplification (running every vocabulary token through the model is
@@ -58,7 +60,9 @@ class AnalysisSettings(BaseModel):
     whole vocabulary through the model in chunks instead (exact; for a GPU)."""
 
     def key(self) -> str:
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+        # float32 is left out so analyses stored before ``dtype`` existed keep their key.
+        exclude = {"dtype"} if self.dtype == "float32" else None
+        return hashlib.sha256(self.model_dump_json(exclude=exclude).encode()).hexdigest()[:16]
 
 
 FAMILY_DEFAULTS: dict[str, dict[str, object]] = {

@@ -7,6 +7,7 @@ from describer.maps.adapters.base import (
     Norm,
     UnsupportedArchitecture,
     adapter_for,
+    check_family,
     supported_families,
 )
 
@@ -16,5 +17,6 @@ __all__ = [
     "Norm",
     "UnsupportedArchitecture",
     "adapter_for",
+    "check_family",
     "supported_families",
 ]

@@ -10,105 +10,34 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import ClassVar, Literal
+from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from describer.errors import HeadmapsError
+from describer.maps.adapters.views import (  # noqa: F401  (re-exported: the adapters import them from here)
+    LayerWeights,
+    Norm,
+    QKExtras,
+    Rotary,
+    layer_norm,
+    rms_norm,
+    rotary_of,
+    split_bias,
+    split_heads_in_out,
+    split_out_proj,
+)
+from describer.maps.tensors import ModuleTensors, TensorSource
+
+if TYPE_CHECKING:
+    from describer.maps.streaming import Materializer
+
 
 class UnsupportedArchitecture(ValueError):
     """The model's ``config.model_type`` has no adapter."""
-
-
-@dataclass
-class Norm:
-    """A normalisation exactly as the model applies it.
-
-    ``weight`` is the effective multiplicative scale (Gemma's ``1 + w`` already added), so
-    ``__call__`` reproduces the model's module. ``fold`` keeps only the linear part (mean
-    centring and scale) and drops the per-vector ``1/rms`` or ``1/std`` factor, which is a
-    positive scalar per token: it rescales a head's whole logit row and so changes no ranking.
-    """
-
-    kind: Literal["rms", "layer"]
-    weight: Float[Tensor, " d"]
-    bias: Float[Tensor, " d"] | None
-    eps: float
-
-    def __call__(self, x: Float[Tensor, "... d"]) -> Float[Tensor, "... d"]:
-        if self.kind == "layer":
-            x = x - x.mean(-1, keepdim=True)
-            scale = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        else:
-            scale = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        y = x * scale * self.weight
-        return y + self.bias if self.bias is not None else y
-
-    def fold(self, x: Float[Tensor, "... d"]) -> Float[Tensor, "... d"]:
-        if self.kind == "layer":
-            x = x - x.mean(-1, keepdim=True)
-        return x * self.weight
-
-    def fold_into_columns(self, w: Float[Tensor, "d out"]) -> Float[Tensor, "d out"]:
-        """``fold(x) @ w`` as a single matrix: ``x @ fold_into_columns(w)``."""
-        w = self.weight[:, None] * w
-        if self.kind == "layer":
-            w = w - w.mean(0, keepdim=True)
-        return w
-
-
-@dataclass
-class LayerWeights:
-    """One attention layer, split per head. ``hd`` is the head dimension."""
-
-    attn_norm: Norm
-    """The pre-attention norm applied to the residual stream before Q, K and V."""
-    W_Q: Float[Tensor, "n_heads d hd"]
-    W_K: Float[Tensor, "n_kv d hd"]
-    W_V: Float[Tensor, "n_kv d hd"]
-    """One value matrix per key/value head; query heads of a group share it."""
-    b_V: Float[Tensor, "n_kv hd"] | None
-    W_O: Float[Tensor, "n_heads hd d"]
-    """The output projection's rows for each head, raw (no post-attention norm folded)."""
-    b_O: Float[Tensor, " d"] | None
-    post_attn_norm: Norm | None
-    """A norm on the attention block's output before the residual add (Gemma 2/3), else None."""
-
-    def W_O_folded(self) -> Float[Tensor, "n_heads hd d"]:
-        """``W_O`` with the post-attention norm's scale folded in, as MAPS projects it."""
-        if self.post_attn_norm is None:
-            return self.W_O
-        return self.post_attn_norm.fold(self.W_O)
-
-
-Rotary = Callable[[Tensor], tuple[Tensor, Tensor]]
-"""``rotary(positions)`` -> ``(cos, sin)``, each ``[len(positions), r]``: the model's own rotary
-embedding, applied as ``x_rot * cos + rotate_half(x_rot) * sin`` to a head's first ``r`` dims."""
-
-
-@dataclass
-class QKExtras:
-    """What a layer's attention logits need besides ``attn_norm``, ``W_Q`` and ``W_K``.
-
-    The model computes ``softcap(scale · rot_m(q_norm(x_m W_Q + b_Q)) · rot_n(k_norm(x_n W_K + b_K)))``
-    for a query at position m and a key at position n.
-    """
-
-    b_Q: Float[Tensor, "n_heads hd"] | None
-    b_K: Float[Tensor, "n_kv hd"] | None
-    q_norm: Norm | None
-    """A per-head RMSNorm over ``hd`` applied to queries before the rotary (Qwen3, Gemma 3)."""
-    k_norm: Norm | None
-    scale: float
-    """The multiplier of ``q·k``: ``1/sqrt(hd)``, Gemma's ``query_pre_attn_scalar ** -0.5``, GPT-2's
-    optional ``1/(layer+1)``."""
-    softcap: float | None
-    """Gemma 2's ``cap · tanh(logit / cap)`` on the attention logits (monotonic), else None."""
-    rotary: Rotary | None
-    """The layer's rotary embedding; None where positions are learned embeddings added to the
-    residual (GPT-2), which the QK weights alone cannot see."""
 
 
 class Adapter(ABC):
@@ -122,9 +51,17 @@ class Adapter(ABC):
         for model_type in cls.model_types:
             Adapter.registry[model_type] = cls
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(
+        self, model: nn.Module, tensors: TensorSource | None = None, weights: Materializer | None = None
+    ) -> None:
         self.model = model
+        """The loaded model, or a skeleton whose blocks ``weights`` loads on demand."""
         self.config = getattr(model.config, "text_config", None) or model.config
+        self.tensors = tensors if tensors is not None else ModuleTensors(model)
+        """Where the embedding and unembedding rows are read from."""
+        self.weights = weights
+        self._qualnames: dict[int, str] | None = None
+        self._names: dict[str, str | None] = {}
 
     # --- shapes -----------------------------------------------------------------------
     @property
@@ -155,7 +92,102 @@ class Adapter(ABC):
         """The key/value head that query head ``head`` reads (grouped-query attention)."""
         return head // (self.n_heads // self.n_kv_heads)
 
+    # --- streamed weights ---------------------------------------------------------------------
+    @property
+    def streamed(self) -> bool:
+        return self.weights is not None
+
+    def block_prefix(self, index: int) -> str:
+        """Block ``index``'s parameter prefix, e.g. ``model.layers.3.``."""
+        return self._qualname(self.block_module(index)) + "."
+
+    def layer_weights(self, index: int) -> AbstractContextManager[None]:
+        """Layer ``index``'s attention weights and norms readable for the ``with`` body."""
+        return nullcontext() if self.weights is None else self.weights.block(index)
+
+    def block0_weights(self) -> AbstractContextManager[None]:
+        """All of block 0 (its MLP included) readable for the ``with`` body."""
+        return nullcontext() if self.weights is None else self.weights.block(0, attention_only=False)
+
+    def running(self) -> AbstractContextManager[None]:
+        """Every block available to a forward pass of ``model`` for the ``with`` body."""
+        return nullcontext() if self.weights is None else self.weights.running()
+
+    def _qualname(self, module: nn.Module) -> str:
+        if self._qualnames is None:
+            self._qualnames = {id(m): n for n, m in self.model.named_modules(remove_duplicate=False)}
+        return self._qualnames[id(module)]
+
+    def embedding_name(self) -> str:
+        return self._source_name(self._qualname(self.embedding_module()) + ".weight")
+
+    def unembedding_name(self) -> str:
+        """The LM head's tensor; the embedding's where the checkpoint ties them and omits it."""
+        name = self._qualname(self.unembedding_module()) + ".weight"
+        found = self._find(name)
+        tied = self.unembedding_module().weight is self.embedding_module().weight or getattr(
+            self.model.config, "tie_word_embeddings", False
+        )
+        if found is None and tied:
+            return self.embedding_name()
+        return self._source_name(name)
+
+    def _find(self, name: str) -> str | None:
+        if name not in self._names:
+            if self.weights is not None:
+                try:
+                    self._names[name] = self.weights.source_name(name)
+                except HeadmapsError:
+                    self._names[name] = None
+            else:
+                self._names[name] = self.tensors.find(name)
+        return self._names[name]
+
+    def _source_name(self, name: str) -> str:
+        found = self._find(name)
+        if found is None:
+            raise UnsupportedArchitecture(f"{self.tensors.path}: no tensor {name!r}")
+        return found
+
+    def _rows(self, name: str, ids: Tensor | slice) -> Tensor:
+        if isinstance(ids, slice):
+            return self.tensors.rows(name, ids.start or 0, ids.stop)
+        return self.tensors.take(name, ids.cpu() if ids.device.type != "cpu" else ids)
+
+    def embedding_rows(self, ids: Tensor | slice, device: torch.device | str = "cpu") -> Float[Tensor, "n d"]:
+        """Token embeddings of ``ids`` as layer 0 receives them, float32 on ``device``."""
+        rows = self._rows(self.embedding_name(), ids).to(device, torch.float32)
+        scale = self.embedding_scale()
+        if scale != 1.0:
+            # The model rounds the scale to its own dtype; do the same to match it exactly.
+            rows = rows * float(torch.tensor(scale, dtype=self.embedding_module().weight.dtype))
+        return rows
+
+    def unembedding_rows(
+        self, ids: Tensor | slice, device: torch.device | str = "cpu"
+    ) -> Float[Tensor, "n d"]:
+        """Rows of the LM head (``[n, d]``), float32 on ``device``, final norm not folded."""
+        return self._rows(self.unembedding_name(), ids).to(device, torch.float32)
+
+    def forward_inputs(self, ids: Tensor) -> dict[str, Tensor]:
+        """The keyword arguments that feed ``ids`` to the base model: the ids themselves for a
+        loaded model, their embeddings (read from the files) for a streamed one."""
+        if self.weights is None:
+            return {"input_ids": ids}
+        return {"inputs_embeds": self.input_embeddings(ids)}
+
+    def input_embeddings(self, ids: Tensor) -> Tensor:
+        """What the model's embedding module returns for ``ids`` (any shape), in the model's
+        dtype on ``ids``' device: forward passes take these as ``inputs_embeds`` so a streamed
+        embedding never has to be loaded whole."""
+        flat = self.embedding_rows(ids.reshape(-1), ids.device)
+        return flat.to(self.embedding_module().weight.dtype).view(*ids.shape, -1)
+
     # --- what each family must say ------------------------------------------------------
+    @abstractmethod
+    def block_module(self, index: int) -> nn.Module:
+        """The decoder block ``index`` (attention, MLP and their norms)."""
+
     @abstractmethod
     def embedding_module(self) -> nn.Embedding:
         """The token embedding module."""
@@ -207,68 +239,43 @@ class Adapter(ABC):
     # --- derived, shared by every family -------------------------------------------------
     def embedding(self) -> Float[Tensor, "vocab d"]:
         """Token embeddings as layer 0 receives them (positions not added)."""
-        weight = self.embedding_module().weight.float()
-        scale = self.embedding_scale()
-        if scale != 1.0:
-            # The model rounds the scale to its own dtype; do the same to match it exactly.
-            scale = float(torch.tensor(scale, dtype=self.embedding_module().weight.dtype))
-            weight = weight * scale
-        return weight
+        return self.embedding_rows(slice(0, self.vocab_size), self.embedding_module().weight.device)
 
     def unembedding(self) -> Float[Tensor, "d vocab"]:
         """The LM head as a ``[d, vocab]`` matrix, final norm not folded."""
-        return self.unembedding_module().weight.float().T
+        return self.unembedding_rows(slice(0, self.vocab_size), self.embedding_module().weight.device).T
 
     def mlp0(self, x: Float[Tensor, "... d"], *, pre_norm: bool, post_norm: bool) -> Float[Tensor, "... d"]:
         """Block 0's MLP applied to ``x``, after its pre-MLP norm with ``pre_norm`` and followed by
         its post-MLP norm (Gemma 2/3 only) with ``post_norm``."""
         if pre_norm:
             x = self.mlp0_pre_norm()(x)
-        y = self.mlp0_module()(x)
+        # The MLP runs in the model's dtype (``--dtype``); everything around it in float32.
+        dtype = self.embedding_module().weight.dtype
+        y = self.mlp0_module()(x.to(dtype)).float()
         post = self.mlp0_post_norm()
         if post_norm and post is not None:
             y = post(y)
         return y
 
 
-def rms_norm(module: nn.Module, eps: float, offset: float = 0.0) -> Norm:
-    """A ``Norm`` from an RMSNorm module; Gemma stores ``w`` and multiplies by ``1 + w``."""
-    return Norm("rms", module.weight.detach().float() + offset, None, float(eps))
+def check_family(config: object) -> None:
+    """Refuse a config no adapter reads (before anything is built from it)."""
+    types = [
+        getattr(config, "model_type", None),
+        getattr(getattr(config, "text_config", None), "model_type", None),
+    ]
+    if not any(t in Adapter.registry for t in types if t):
+        raise UnsupportedArchitecture(
+            f"unsupported architecture {types[0]!r}; supported families: {', '.join(supported_families())}"
+        )
 
 
-def layer_norm(module: nn.LayerNorm) -> Norm:
-    bias = module.bias.detach().float() if module.bias is not None else None
-    return Norm("layer", module.weight.detach().float(), bias, float(module.eps))
-
-
-def split_heads_in_out(w: Tensor, n: int, hd: int) -> Float[Tensor, "n d hd"]:
-    """A ``[n*hd, d]`` nn.Linear weight (out, in) to per-head ``[n, d, hd]`` (in, out)."""
-    return w.detach().float().view(n, hd, -1).transpose(1, 2).contiguous()
-
-
-def split_out_proj(w: Tensor, n: int, hd: int) -> Float[Tensor, "n hd d"]:
-    """A ``[d, n*hd]`` nn.Linear output-projection weight to per-head ``[n, hd, d]``."""
-    return w.detach().float().T.reshape(n, hd, -1).contiguous()
-
-
-def split_bias(b: Tensor | None, n: int, hd: int) -> Tensor | None:
-    return None if b is None else b.detach().float().view(n, hd)
-
-
-def rotary_of(module: nn.Module, carrier: Tensor, *args: object) -> Rotary:
-    """A ``Rotary`` from a transformers rotary-embedding module, called as the model calls it:
-    ``module(x, position_ids, *args)``, where ``x`` only gives the dtype and device."""
-
-    def at(positions: Tensor) -> tuple[Tensor, Tensor]:
-        with torch.no_grad():
-            cos, sin = module(carrier, positions.to(carrier.device)[None], *args)
-        return cos[0].float(), sin[0].float()
-
-    return at
-
-
-def adapter_for(model: nn.Module) -> Adapter:
-    """The adapter for ``model``, chosen by ``config.model_type``."""
+def adapter_for(
+    model: nn.Module, tensors: TensorSource | None = None, weights: Materializer | None = None
+) -> Adapter:
+    """The adapter for ``model`` (a loaded model, or a skeleton with the ``tensors`` it streams
+    from and the ``weights`` that load its blocks), chosen by ``config.model_type``."""
     config = model.config
     model_type = getattr(config, "model_type", None)
     cls = Adapter.registry.get(model_type or "")
@@ -279,7 +286,7 @@ def adapter_for(model: nn.Module) -> Adapter:
         raise UnsupportedArchitecture(
             f"unsupported architecture {model_type!r}; supported families: {', '.join(supported_families())}"
         )
-    return cls(model)
+    return cls(model, tensors, weights)
 
 
 def supported_families() -> list[str]:

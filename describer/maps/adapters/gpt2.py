@@ -40,6 +40,9 @@ class GPT2Adapter(Adapter):
     def final_norm(self) -> Norm:
         return layer_norm(self._body.ln_f)
 
+    def block_module(self, index: int) -> nn.Module:
+        return self._body.h[index]
+
     def attention_module(self, index: int) -> nn.Module:
         return self._body.h[index].attn
 

@@ -43,6 +43,9 @@ class LlamaAdapter(Adapter):
     def final_norm(self) -> Norm:
         return rms_norm(self._body.norm, self._eps(), self.norm_offset)
 
+    def block_module(self, index: int) -> nn.Module:
+        return self._body.layers[index]
+
     def attention_module(self, index: int) -> nn.Module:
         return self._body.layers[index].self_attn
 

@@ -48,6 +48,9 @@ class NeoXAdapter(Adapter):
     def final_norm(self) -> Norm:
         return layer_norm(self._body.final_layer_norm)
 
+    def block_module(self, index: int) -> nn.Module:
+        return self._body.layers[index]
+
     def attention_module(self, index: int) -> nn.Module:
         return self._body.layers[index].attention
 

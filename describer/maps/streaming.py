@@ -1,0 +1,204 @@
+"""Weights read when they are used: a model skeleton whose parameters stay on disk.
+
+The skeleton is the family's own ``transformers`` model built on the meta device (parameters
+have shapes and no storage; buffers such as rotary frequencies are real). The adapters read it
+exactly as they read a loaded model, and ``Materializer`` fills in one block's parameters from
+a ``TensorSource`` (safetensors shards, a GGUF file) just before they are read, converted from
+the stored dtype to the compute dtype, and drops them afterwards. Peak memory is then one
+block, whatever the number of layers.
+
+The embedding and the unembedding are never materialised here: the analyzer reads them from
+the source in vocabulary chunks (``Adapter.embedding_rows``), and forward passes get their
+input embeddings the same way (``inputs_embeds``), so neither ever sits in memory whole.
+
+Small models are kept whole once a forward pass needs them (``resident_bytes``): loading every
+block once is cheaper than loading each block for every batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from describer.errors import HeadmapsError
+from describer.maps.tensors import TensorSource
+
+RESIDENT_BYTES = 2 << 30
+"""Blocks (in the compute dtype) up to this size stay loaded once a forward pass needed them."""
+
+_PREFIX_SWAPS = (
+    # transformers' module names → names older checkpoints store the same tensors under.
+    ("model.language_model.", "language_model.model."),
+    ("lm_head.", "language_model.lm_head."),
+    ("lm_head.", "embed_out."),
+)
+
+
+class Materializer:
+    """Loads and drops a skeleton's parameters by module prefix."""
+
+    def __init__(
+        self,
+        skeleton: nn.Module,
+        tensors: TensorSource,
+        *,
+        blocks: Sequence[str],
+        vocab_names: Sequence[str],
+        device: torch.device,
+        resident_bytes: int = RESIDENT_BYTES,
+    ) -> None:
+        self.skeleton = skeleton
+        self.tensors = tensors
+        self.blocks = list(blocks)
+        """Each block's parameter prefix, e.g. ``model.layers.3.``."""
+        self.device = device
+        self.resident_bytes = resident_bytes
+        self.loads = 0
+        """Tensors read from the source so far (tests check that blocks are not re-read)."""
+        self._params = dict(skeleton.named_parameters(remove_duplicate=False))
+        self._pinned: set[str] = set()
+        self._open: dict[str, int] = {}
+        """How many ``block`` bodies hold each prefix (nested holds load once, drop at the last)."""
+        vocab = set(vocab_names)
+        outside = [
+            name
+            for name in self._params
+            if name not in vocab and not any(name.startswith(p) for p in self.blocks)
+        ]
+        self._load(outside)  # the final norm, GPT-2's position embeddings: small, always needed
+
+    # --- names ----------------------------------------------------------------------------
+    def source_name(self, name: str) -> str:
+        """The source's name for the skeleton's parameter ``name``."""
+        candidates = [name] + [name.replace(a, b, 1) for a, b in _PREFIX_SWAPS if name.startswith(a)]
+        found = self.tensors.find(*candidates)
+        if found is None:
+            raise HeadmapsError(f"{self.tensors.path}: no tensor {name!r} (the model's config needs it)")
+        return found
+
+    # --- loading ----------------------------------------------------------------------------
+    def _load(self, names: Sequence[str]) -> None:
+        for name in names:
+            param = self._params[name]
+            if not param.is_meta:
+                continue
+            src = self.source_name(name)
+            stored = self.tensors.shape(src)
+            if tuple(stored) != tuple(param.shape):
+                raise HeadmapsError(
+                    f"{self.tensors.path}: tensor {src!r} has shape {tuple(stored)}, the config implies "
+                    f"{tuple(param.shape)}"
+                )
+            value = self.tensors.get(src).to(self.device, param.dtype)
+            self._set(name, nn.Parameter(value, requires_grad=False))
+            self.loads += 1
+
+    def _set(self, name: str, param: nn.Parameter) -> None:
+        owner, _, leaf = name.rpartition(".")
+        module = self.skeleton.get_submodule(owner) if owner else self.skeleton
+        module._parameters[leaf] = param
+        self._params[name] = param
+
+    def _drop(self, names: Sequence[str]) -> None:
+        for name in names:
+            param = self._params[name]
+            if not param.is_meta:
+                empty = torch.empty(param.shape, dtype=param.dtype, device="meta")
+                self._set(name, nn.Parameter(empty, requires_grad=False))
+
+    def _names(self, prefix: str, skip: str | None) -> list[str]:
+        return [n for n in self._params if n.startswith(prefix) and (skip is None or skip not in n)]
+
+    @contextmanager
+    def block(self, index: int, *, attention_only: bool = True) -> Iterator[None]:
+        """Block ``index``'s parameters loaded for the body of the ``with`` (its MLP too unless
+        ``attention_only``); a block kept whole (``keep_all``) stays loaded."""
+        prefix = self.blocks[index]
+        if prefix in self._pinned:
+            yield
+            return
+        key = prefix + ("attention" if attention_only else "all")
+        names = self._names(prefix, ".mlp." if attention_only else None)
+        self._load(names)
+        self._open[key] = self._open.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            self._open[key] -= 1
+            held = any(self._open.get(prefix + part) for part in ("attention", "all"))
+            if not held and prefix not in self._pinned:  # pinned meanwhile by ``running``
+                self._drop(self._names(prefix, None))
+
+    def block_bytes(self) -> int:
+        """Every block's parameters in the compute dtype."""
+        return sum(
+            p.numel() * p.element_size()
+            for n, p in self._params.items()
+            if any(n.startswith(b) for b in self.blocks)
+        )
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """Every block available to a forward pass of the skeleton: loaded once and kept when
+        they fit ``resident_bytes``, else each block loaded by a hook just before it runs and
+        dropped after."""
+        if len(self._pinned) == len(self.blocks):
+            yield
+            return
+        if self.block_bytes() <= self.resident_bytes:
+            self.keep_all()
+            yield
+            return
+        handles = []
+        for prefix in self.blocks:
+            module = self.skeleton.get_submodule(prefix.rstrip("."))
+            names = self._names(prefix, None)
+            handles.append(module.register_forward_pre_hook(_loader(self, names)))
+            handles.append(module.register_forward_hook(_dropper(self, names)))
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def keep_all(self) -> None:
+        """Load every block and keep it (small models)."""
+        for prefix in self.blocks:
+            self._load(self._names(prefix, None))
+            self._pinned.add(prefix)
+
+
+def _loader(m: Materializer, names: list[str]):  # noqa: ANN202  (a forward pre-hook)
+    def hook(module: nn.Module, args: object) -> None:
+        m._load(names)
+
+    return hook
+
+
+def _dropper(m: Materializer, names: list[str]):  # noqa: ANN202  (a forward hook)
+    def hook(module: nn.Module, args: object, output: object) -> None:
+        m._drop(names)
+
+    return hook
+
+
+def skeleton_of(
+    config: object, dtype: torch.dtype = torch.float32, device: torch.device | None = None
+) -> nn.Module:
+    """The family's causal LM for ``config``: parameters on the meta device (in ``dtype``, what
+    ``Materializer`` converts the stored tensors to), buffers real, on ``device``."""
+    # accelerate and transformers: only commands that read a model import them.
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+
+    with init_empty_weights(include_buffers=False):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    if device is not None and device.type != "cpu":
+        for module in model.modules():
+            for name, buffer in module._buffers.items():
+                if buffer is not None and not buffer.is_meta:
+                    module._buffers[name] = buffer.to(device)
+    return model.eval().requires_grad_(False)
