@@ -34,6 +34,9 @@ def test_streamed_model_holds_no_block_weights(pair: tuple[LoadedModel, LoadedMo
 
 def test_amplification_and_head_outputs_are_the_same(pair: tuple[LoadedModel, LoadedModel]) -> None:
     full, streamed = pair
+    # The shared loaded model may have been switched to eager attention by another test; the
+    # forward passes compared here must use the same kernel.
+    streamed.model.set_attn_implementation(full.model.config._attn_implementation)
     weights_only = default_settings(full.family, source="embed+mlp0")
     a = Analyzer(full.adapter, full.tokenizer, weights_only)
     b = Analyzer(streamed.adapter, streamed.tokenizer, weights_only)
