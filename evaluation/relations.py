@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from describer.errors import HeadmapsError
+from describer.errors import InvalidValue
 from describer.maps.relations import is_relation_key
 from store.records import RelationHit
 from store.relations import EPSILON
@@ -25,7 +25,7 @@ KEYS_HELP = (
 
 def check_fraction(min_fraction: float) -> None:
     if math.isnan(min_fraction) or not -EPSILON <= min_fraction <= 1 + EPSILON:
-        raise HeadmapsError(f"the minimum fraction must be between 0 and 1, not {min_fraction:g}")
+        raise InvalidValue(f"the minimum fraction must be between 0 and 1, not {min_fraction:g}")
 
 
 def check_relation(store: Store, relation: str, min_fraction: float = 0.0) -> None:
@@ -33,7 +33,7 @@ def check_relation(store: Store, relation: str, min_fraction: float = 0.0) -> No
     reports nor one stored (a user's operation), with the keys there are."""
     check_fraction(min_fraction)
     if not is_relation_key(relation, store.relation_keys()):
-        raise HeadmapsError(f"unknown relation {relation!r}; relations are {KEYS_HELP}")
+        raise InvalidValue(f"unknown relation {relation!r}; relations are {KEYS_HELP}")
 
 
 def find_heads(

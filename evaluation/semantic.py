@@ -1,7 +1,8 @@
 """Semantic and hybrid search over descriptions.
 
-Each description is embedded once with all-MiniLM-L6-v2, fully offline; vectors are computed
-lazily for the descriptions that lack one, the first time a search needs them.
+Each description is embedded once with all-MiniLM-L6-v2, fully offline, when it is stored
+(``evaluation.embeddings``). A search only reads: a description without a vector yet is found
+by its words (hybrid and full-text modes), and the result's note says how many there are.
 
 Ranking (``search``, mode ``hybrid``)::
 
@@ -27,7 +28,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
-from describer.errors import HeadmapsError
+from describer.errors import InvalidValue
 from describer.maps.patterns import PATTERNS
 from evaluation.embeddings import (
     embedding_text,
@@ -90,9 +91,9 @@ class Filters(BaseModel):
 
     def check(self) -> None:
         if self.category is not None and self.category not in CATEGORIES:
-            raise HeadmapsError(f"unknown category {self.category!r}; use one of {', '.join(CATEGORIES)}")
+            raise InvalidValue(f"unknown category {self.category!r}; use one of {', '.join(CATEGORIES)}")
         if self.label is not None and self.label not in RATING_LABELS:
-            raise HeadmapsError(f"unknown rating label {self.label!r}; use one of {', '.join(RATING_LABELS)}")
+            raise InvalidValue(f"unknown rating label {self.label!r}; use one of {', '.join(RATING_LABELS)}")
 
     @property
     def active(self) -> bool:
@@ -139,7 +140,8 @@ class SearchResult(BaseModel):
     results: list[Hit]
     mode: Mode
     note: str | None = None
-    """Why the mode is not the one asked for (the embedding model is not installed)."""
+    """Why the mode is not the one asked for (the embedding model is not installed), or how
+    many descriptions have no vector yet, so that meaning cannot find them."""
 
 
 # --- search -----------------------------------------------------------------------------------
@@ -241,10 +243,9 @@ def search(
     if why is not None:
         return SearchResult(results=fulltext(store, query, filters, limit), mode="fulltext", note=why)
 
-    idx = index(store)
-    if len(idx.ids) == 0:
-        return SearchResult(results=[], mode=mode)
-    cosines = idx.matrix @ encode([query])[0]
+    idx = index(store, embed=False)  # a GET must not write: vectors are made when descriptions are stored
+    note = _unembedded_note(idx.missing, mode)
+    cosines = idx.matrix @ encode([query])[0] if len(idx.ids) else np.zeros(0, dtype=np.float32)
     text_hits = fulltext(store, query, filters, limit * 3) if mode == "hybrid" else []
     top_bm25 = max((h.score for h in text_hits), default=0.0)
     scored: dict[int, Hit] = {}
@@ -282,4 +283,13 @@ def search(
             order = np.argsort(-cosines, kind="stable")
         start, size = start + size, size * 4
     hits = sorted([*scored.values(), *semantic], key=lambda h: (-h.score, h.description_id))
-    return SearchResult(results=hits[:limit], mode=mode)
+    return SearchResult(results=hits[:limit], mode=mode, note=note)
+
+
+def _unembedded_note(missing: int, mode: Mode) -> str | None:
+    if not missing:
+        return None
+    some = f"{missing} description{'s are' if missing != 1 else ' is'} not embedded yet"
+    if mode == "semantic":
+        return f"{some}: search by meaning cannot find {'them' if missing != 1 else 'it'} (hybrid search can)"
+    return f"{some}: found by {'their' if missing != 1 else 'its'} words only"

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from describer.errors import HeadmapsError
+from describer.errors import NotFound
 from store import tables as S
 from store import writes
 from store.base import StoreBase
@@ -177,7 +177,7 @@ class Analyses(StoreBase):
                 query = query.where(S.Analysis.settings_key == settings_key)
             rows = session.execute(query.order_by(S.Analysis.id.desc(), S.Operation.id.desc())).all()
             if not rows:
-                raise HeadmapsError(f"no scores for operation {operation!r} of {model} in the store")
+                raise NotFound(f"no scores for operation {operation!r} of {model} in the store")
             grid = [[math.nan] * model_row.n_heads for _ in range(model_row.n_layers)]
             first = (rows[0][0].analysis_id, rows[0][0].operation_id)
             for score, layer, head in rows:
@@ -192,7 +192,7 @@ class Analyses(StoreBase):
             model_row, head_id = self._head_id(session, model, layer, head)
             analysis = self._analysis(session, model_row, settings_key)
             if settings_key is not None and analysis is None:
-                raise HeadmapsError(f"no analysis of {model} with settings key {settings_key}")
+                raise NotFound(f"no analysis of {model} with settings key {settings_key}")
             salient: list[SalientOut] = []
             scores: list[OperationScoreOut] = []
             relations: list[RelationOut] = []

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from describer.errors import HeadmapsError
+from describer.errors import NotFound
 from store import tables as S
 from store.engine import WRITE
 
@@ -85,7 +85,7 @@ class StoreBase:
                         select(S.Description.id).where(S.Description.id == description_id).with_for_update()
                     )
                     if found is None:
-                        raise HeadmapsError(f"no description with id {description_id}")
+                        raise NotFound(f"no description with id {description_id}")
                     row = replace(session)
                     session.add(row)
                     session.flush()
@@ -103,17 +103,15 @@ class StoreBase:
         if model is None:
             known = session.scalars(select(S.Model.name).order_by(S.Model.name).limit(10)).all()
             hint = f"; stored: {', '.join(known)}" if known else "; the store holds no model yet"
-            raise HeadmapsError(f"unknown model {name!r} in the store{hint}")
+            raise NotFound(f"unknown model {name!r} in the store{hint}")
         return model
 
     @staticmethod
     def _check_head(model: S.Model, layer: int, head: int) -> None:
         if not 0 <= layer < model.n_layers:
-            raise HeadmapsError(
-                f"layer {layer} out of range: {model.name} has layers 0..{model.n_layers - 1}"
-            )
+            raise NotFound(f"layer {layer} out of range: {model.name} has layers 0..{model.n_layers - 1}")
         if not 0 <= head < model.n_heads:
-            raise HeadmapsError(f"head {head} out of range: {model.name} has heads 0..{model.n_heads - 1}")
+            raise NotFound(f"head {head} out of range: {model.name} has heads 0..{model.n_heads - 1}")
 
     def _head_id(self, session: Session, model_name: str, layer: int, head: int) -> tuple[S.Model, int]:
         model = self._model(session, model_name)

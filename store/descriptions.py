@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from describer.errors import HeadmapsError
+from describer.errors import HeadmapsError, InvalidValue, NotFound
 from store import fulltext
 from store import tables as S
 from store.base import StoreBase, as_utc
@@ -74,13 +74,13 @@ class Descriptions(StoreBase):
         """Store one description; returns its id."""
         d = description
         if d.category is not None and d.category not in CATEGORIES:
-            raise HeadmapsError(f"unknown category {d.category!r}; use one of {', '.join(CATEGORIES)}")
+            raise InvalidValue(f"unknown category {d.category!r}; use one of {', '.join(CATEGORIES)}")
         with self.write() as session:
             _, head_id = self._head_id(session, d.model, d.layer, d.head)
             if d.run_id is not None and session.get(S.Run, d.run_id) is None:
                 raise HeadmapsError(f"no run with id {d.run_id}")
             if d.analysis_id is not None and session.get(S.Analysis, d.analysis_id) is None:
-                raise HeadmapsError(f"no analysis with id {d.analysis_id}")
+                raise NotFound(f"no analysis with id {d.analysis_id}")
             row = S.Description(
                 **d.model_dump(exclude={"model", "layer", "head", "created_at"}),
                 head_id=head_id,
@@ -94,7 +94,7 @@ class Descriptions(StoreBase):
         with self.read() as session:
             row = session.get(S.Description, description_id)
             if row is None:
-                raise HeadmapsError(f"no description with id {description_id}")
+                raise NotFound(f"no description with id {description_id}")
             head = session.get(S.Head, row.head_id)
             model = session.get(S.Model, head.model_id)
             return descriptions_out(session, [row], model.name, head.layer, head.index)[0]
@@ -209,7 +209,7 @@ class Descriptions(StoreBase):
             raise HeadmapsError("an embedding must be float32 values (a multiple of 4 bytes)")
         with self.write() as session:
             if session.get(S.Description, description_id) is None:
-                raise HeadmapsError(f"no description with id {description_id}")
+                raise NotFound(f"no description with id {description_id}")
             session.execute(
                 delete(S.DescriptionEmbedding).where(
                     S.DescriptionEmbedding.description_id == description_id,
@@ -268,9 +268,9 @@ class Descriptions(StoreBase):
         a current rating of that label; ``relation`` (a key, or a prefix ending in ``:``) keeps
         heads with that relation evidence in at least ``min_fraction`` of their salient rows."""
         if label is not None and label not in RATING_LABELS:
-            raise HeadmapsError(f"unknown rating label {label!r}; use one of {', '.join(RATING_LABELS)}")
+            raise InvalidValue(f"unknown rating label {label!r}; use one of {', '.join(RATING_LABELS)}")
         if category is not None and category not in CATEGORIES:
-            raise HeadmapsError(f"unknown category {category!r}; use one of {', '.join(CATEGORIES)}")
+            raise InvalidValue(f"unknown category {category!r}; use one of {', '.join(CATEGORIES)}")
         with self.read() as session:
             model_id = self._model(session, model).id if model is not None else None
             return fulltext.search(

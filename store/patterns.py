@@ -10,7 +10,7 @@ import math
 from sqlalchemy import ColumnElement, Exists, Select, func, select
 from sqlalchemy.orm import Session, aliased
 
-from describer.errors import HeadmapsError
+from describer.errors import HeadmapsError, NotFound
 from store import tables as S
 from store.base import StoreBase, utcnow
 from store.records import ModelInfo, PatternsIn
@@ -141,7 +141,7 @@ class Patterns(StoreBase):
             model_row = self._model(session, model)
             analysis = self._pattern_analysis(session, model_row, settings_key)
             if analysis is None:
-                raise HeadmapsError(
+                raise NotFound(
                     f"no attention-pattern scores of {model} in the store; run: headmaps analyze {model}"
                 )
             grid = [[math.nan] * model_row.n_heads for _ in range(model_row.n_layers)]
@@ -151,7 +151,7 @@ class Patterns(StoreBase):
                 .where(S.HeadPattern.pattern_analysis_id == analysis.id, S.HeadPattern.pattern == pattern)
             ).all()
             if not rows:
-                raise HeadmapsError(f"no scores for pattern {pattern!r} of {model} in the store")
+                raise NotFound(f"no scores for pattern {pattern!r} of {model} in the store")
             for layer, head, score in rows:
                 grid[layer][head] = score
             return grid

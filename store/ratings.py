@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from describer.errors import HeadmapsError
+from describer.errors import InvalidValue
 from store import tables as S
 from store.base import StoreBase, as_utc
 from store.labels import RATING_LABELS
@@ -19,7 +19,7 @@ class Ratings(StoreBase):
         """Store a rating as the rater's current one for the description (the previous current
         one stays as history); returns its id. Safe under concurrent writers."""
         if rating.label not in RATING_LABELS:
-            raise HeadmapsError(
+            raise InvalidValue(
                 f"unknown rating label {rating.label!r}; use one of {', '.join(RATING_LABELS)}"
             )
 

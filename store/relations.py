@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy import ColumnElement, Exists, Select, delete, func, select
 from sqlalchemy.orm import Session, aliased
 
-from describer.errors import HeadmapsError
+from describer.errors import NotFound
 from store import tables as S
 from store import writes
 from store.base import StoreBase
@@ -139,7 +139,7 @@ class Relations(StoreBase):
         with self.write() as session:
             analysis = self._relation_analysis(session, model, settings_key)
             if analysis is None:
-                raise HeadmapsError(f"no analysis of {model} to store relations with")
+                raise NotFound(f"no analysis of {model} to store relations with")
             model_row = self._model(session, model)
             for layer, head in relations:
                 self._check_head(model_row, layer, head)

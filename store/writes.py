@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, Table, func, insert, select
 from sqlalchemy.orm import Session
 
-from describer.errors import HeadmapsError
+from describer.errors import HeadmapsError, NotFound
 from store import tables as S
 from store.base import StoreBase, operation_hash, utcnow
 from store.records import AnalysisIn, ModelInfo, OperationIn, RelationIn
@@ -102,11 +102,9 @@ def validate(info: ModelInfo, data: AnalysisIn) -> None:
     seen: set[tuple[int, int]] = set()
     for h in data.heads:
         if not 0 <= h.layer < info.n_layers:
-            raise HeadmapsError(
-                f"layer {h.layer} out of range: {info.name} has layers 0..{info.n_layers - 1}"
-            )
+            raise NotFound(f"layer {h.layer} out of range: {info.name} has layers 0..{info.n_layers - 1}")
         if not 0 <= h.head < info.n_heads:
-            raise HeadmapsError(f"head {h.head} out of range: {info.name} has heads 0..{info.n_heads - 1}")
+            raise NotFound(f"head {h.head} out of range: {info.name} has heads 0..{info.n_heads - 1}")
         if (h.layer, h.head) in seen:
             raise HeadmapsError(f"head {h.layer}.{h.head} appears twice in the analysis")
         seen.add((h.layer, h.head))

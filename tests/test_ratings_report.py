@@ -97,3 +97,55 @@ def test_no_ratings_and_unknown_model(store) -> None:  # noqa: ANN001
     assert report.ratings == 0 and report.agreement is None and report.overall.share_plausible is None
     with pytest.raises(HeadmapsError):
         ratings_report(store, "no-such-model")
+
+
+def test_the_cached_report_is_computed_again_only_when_the_data_change(
+    store,  # noqa: ANN001
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from evaluation import ratings
+
+    ids = _describe(store, 4)
+    for d in ids:
+        store.add_rating(RatingIn(description_id=d, rater="alice", label="plausible"))
+        store.add_rating(RatingIn(description_id=d, rater="bob", label="not_plausible"))
+    calls = []
+    real = ratings.ratings_report
+    monkeypatch.setattr(ratings, "ratings_report", lambda *a, **k: calls.append(a) or real(*a, **k))
+
+    first = ratings.cached_ratings_report(store, "tiny", resamples=50)
+    assert ratings.cached_ratings_report(store, "tiny", resamples=50) == first
+    assert len(calls) == 1  # no change, no second bootstrap
+    ratings.cached_ratings_report(store, "tiny", resamples=60)
+    assert len(calls) == 2  # other settings, another entry
+
+    store.add_rating(RatingIn(description_id=ids[0], rater="bob", label="plausible"))  # replaces one
+    again = ratings.cached_ratings_report(store, "tiny", resamples=50)
+    assert len(calls) == 3 and again.overall.counts["plausible"] == first.overall.counts["plausible"] + 1
+    store.add_description(description(layer=2, head=3))
+    ratings.cached_ratings_report(store, "tiny", resamples=50)
+    assert len(calls) == 4  # a new description of the model changes the version too
+    ratings.cached_ratings_report(store, "tiny", resamples=50)
+    assert len(calls) == 4
+
+    monkeypatch.setattr(ratings, "CACHE_SIZE", 2)  # bounded: the least recently used goes
+    ratings.cached_ratings_report(store, "tiny", resamples=70)
+    ratings.cached_ratings_report(store, "tiny", resamples=80)
+    assert len(calls) == 6 and len(ratings._cache) == 2
+    ratings.cached_ratings_report(store, "tiny", resamples=50)
+    assert len(calls) == 7
+
+
+def test_the_data_version_follows_ratings_made_not_current(store) -> None:  # noqa: ANN001
+    from sqlalchemy import update
+
+    from evaluation.ratings import data_version
+    from store import tables as S
+
+    d = _describe(store, 1)[0]
+    store.add_rating(RatingIn(description_id=d, rater="alice", label="plausible"))
+    before = data_version(store, "tiny")
+    with store.write() as session:
+        session.execute(update(S.Rating).values(is_current=False))
+    assert data_version(store, "tiny") != before
+    assert data_version(store) == data_version(store, "tiny")  # every model: here, the only one

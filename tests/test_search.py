@@ -34,9 +34,16 @@ def store(tmp_path: Path) -> Iterator[tuple[Store, dict[str, int]]]:
         yield s, fill(s)
 
 
+@pytest.fixture
+def embedded(store: tuple[Store, dict[str, int]]) -> tuple[Store, dict[str, int]]:
+    """The store with every description embedded, as ``headmaps describe`` leaves it."""
+    assert embeddings.embed_missing(store[0]) == len(store[1])
+    return store
+
+
 @needs_model
-def test_paraphrase_is_found_by_meaning(store: tuple[Store, dict[str, int]]) -> None:
-    s, ids = store
+def test_paraphrase_is_found_by_meaning(embedded: tuple[Store, dict[str, int]]) -> None:
+    s, ids = embedded
     query = "heads that map countries to their capitals"
     assert s.search(query) == []  # no description has these words
     for mode in ("hybrid", "semantic"):
@@ -51,10 +58,10 @@ def test_paraphrase_is_found_by_meaning(store: tuple[Store, dict[str, int]]) -> 
 
 @needs_model
 def test_vectors_are_stored_once_and_the_cache_follows_new_descriptions(
-    store: tuple[Store, dict[str, int]],
+    embedded: tuple[Store, dict[str, int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    s, ids = store
-    semantic.search(s, "copying tokens")
+    s, ids = embedded
+    assert semantic.search(s, "copying tokens").note is None  # every description has its vector
     vectors = dict(s.embeddings(ENCODER))
     assert sorted(vectors) == sorted(ids.values())
     v = np.frombuffer(vectors[ids["capital"]], dtype="<f4")
@@ -63,8 +70,19 @@ def test_vectors_are_stored_once_and_the_cache_follows_new_descriptions(
     new = s.add_description(
         description(layer=0, head=3, pattern="translates English words into French", inputs="English nouns")
     )
+    monkeypatch.setattr(embeddings, "COUNT_EVERY_S", 0.0)  # the note's count is taken at once
+    result = semantic.search(s, "english to french translation", mode="semantic")
+    assert new not in [h.description_id for h in result.results]  # a search embeds nothing
+    assert (
+        result.note
+        == "1 description is not embedded yet: search by meaning cannot find it (hybrid search can)"
+    )
+    hybrid = semantic.search(s, "English nouns French")
+    assert [h.description_id for h in hybrid.results] == [new]  # found by its words
+    assert hybrid.note == "1 description is not embedded yet: found by its words only"
+    assert embeddings.embed_stored(s) == 1  # what describe and import do when they store
     hits = semantic.search(s, "english to french translation", mode="semantic").results
-    assert hits[0].description_id == new  # embedded lazily, the cached matrix extended
+    assert hits[0].description_id == new  # the cached matrix extended
     with s.read() as session:
         assert session.scalar(select(func.count()).select_from(S.DescriptionEmbedding)) == 5
     idx = embeddings.index(s)
@@ -72,8 +90,10 @@ def test_vectors_are_stored_once_and_the_cache_follows_new_descriptions(
 
 
 @needs_model
-def test_hybrid_combines_fulltext_rank_and_cosine_under_filters(store: tuple[Store, dict[str, int]]) -> None:
-    s, ids = store
+def test_hybrid_combines_fulltext_rank_and_cosine_under_filters(
+    embedded: tuple[Store, dict[str, int]],
+) -> None:
+    s, ids = embedded
     hybrid = semantic.search(s, "capital cities", mode="hybrid").results
     top = hybrid[0]
     assert top.description_id == ids["capital"] and "[capital]" in top.text  # the full-text snippet
@@ -93,11 +113,11 @@ def test_hybrid_combines_fulltext_rank_and_cosine_under_filters(store: tuple[Sto
 
 
 @needs_model
-def test_search_api_reports_the_mode(store: tuple[Store, dict[str, int]]) -> None:
+def test_search_api_reports_the_mode(embedded: tuple[Store, dict[str, int]]) -> None:
     from evaluation.web import create_app
 
-    s, ids = store
-    with TestClient(create_app(s.url)) as client:
+    s, ids = embedded
+    with TestClient(create_app(s.url), base_url="http://127.0.0.1") as client:
         body = client.get("/api/search", params={"q": "heads that map countries to their capitals"}).json()
     assert body["mode"] == "hybrid" and body["results"][0]["description_id"] == ids["capital"]
     assert set(body["results"][0]) >= {"description_id", "model", "layer", "head", "text", "score"}

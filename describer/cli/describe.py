@@ -20,6 +20,7 @@ from describer.cli.options import BaseUrlOpt, ConcurrencyOpt, DbOpt, DeviceOpt, 
 from describer.errors import HeadmapsError
 from describer.mapping_tables import load_mapping_tables
 from describer.maps.loading import cache_dir, resolve
+from evaluation.embeddings import embed_stored
 from store import open_store
 
 
@@ -105,6 +106,7 @@ def describe(
                 warn=warn,
             )
             summary = job.summary(stats)
+            embed_stored(store, model=summary.model)  # a search only reads vectors: write them now
         if stats.errors:
             warn(
                 f"{stats.errors} head(s) got no answer (last: {stats.last_error}); "

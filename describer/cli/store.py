@@ -18,6 +18,7 @@ from describer.errors import HeadmapsError
 from describer.maps.loading import DEFAULT_MODEL
 from describer.maps.patterns import PATTERNS, notable_patterns
 from describer.maps.settings import NORM_PARTS
+from evaluation.embeddings import embed_stored
 from store import export_store, import_file, open_store
 from store.db import code_head, current_revision, upgrade_schema
 from store.engine import default_url, make_engine
@@ -106,6 +107,7 @@ def import_(
     """Import an export file; what is stored already is kept, nothing is duplicated."""
     with user_errors(), open_store(db) as store:
         added = import_file(store, path)
+        embed_stored(store)  # descriptions exported without vectors: a search only reads them
         summary = ", ".join(f"{n} {table}" for table, n in added.items() if n) or "nothing new"
         out.print(f"imported {path}: {summary}", highlight=False, soft_wrap=True)
 

@@ -19,7 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from describer.errors import HeadmapsError
+from describer.errors import HeadmapsError, NotFound
 from describer.maps.aliases import (  # noqa: F401  (re-exported: callers know them from here)
     ALIASES,
     COMPLETE,
@@ -69,7 +69,7 @@ def resolve(spec: str | None) -> ModelSpec:
         return ModelSpec(path.resolve().name, "dir", str(path.resolve()))
     if _HUB_ID.match(spec) and not spec.startswith((".", "/", "~")):
         return ModelSpec(spec, "hub", spec)
-    raise HeadmapsError(
+    raise NotFound(
         f"unknown model {spec!r}: not an alias ({', '.join(ALIASES)}), an existing path, or a hub id like org/name"
     )
 

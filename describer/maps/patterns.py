@@ -33,7 +33,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from describer.errors import HeadmapsError
+from describer.errors import NotFound
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ FRACTIONS = tuple(name for name, p in PATTERNS.items() if p.unit == "fraction")
 def check_pattern(name: str) -> Pattern:
     """The pattern called ``name``, or an error listing the valid names."""
     if name not in PATTERNS:
-        raise HeadmapsError(f"unknown pattern {name!r}; valid patterns: {', '.join(PATTERNS)}")
+        raise NotFound(f"unknown pattern {name!r}; valid patterns: {', '.join(PATTERNS)}")
     return PATTERNS[name]
 
 

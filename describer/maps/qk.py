@@ -33,7 +33,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from describer.errors import HeadmapsError
+from describer.errors import HeadmapsError, NotFound
 from describer.maps.adapters.base import Adapter, Norm
 
 RotaryMode = Literal["mean", "none"]
@@ -91,9 +91,9 @@ class HeadQK:
 
 def check_head(adapter: Adapter, layer: int, head: int) -> None:
     if not 0 <= layer < adapter.n_layers:
-        raise HeadmapsError(f"layer {layer} out of range: the model has layers 0…{adapter.n_layers - 1}")
+        raise NotFound(f"layer {layer} out of range: the model has layers 0…{adapter.n_layers - 1}")
     if not 0 <= head < adapter.n_heads:
-        raise HeadmapsError(f"head {head} out of range: each layer has heads 0…{adapter.n_heads - 1}")
+        raise NotFound(f"head {head} out of range: each layer has heads 0…{adapter.n_heads - 1}")
 
 
 @torch.inference_mode()

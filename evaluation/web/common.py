@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from describer.errors import HeadmapsError
+from describer.errors import HeadmapsError, InvalidValue, NotFound
 from store import Store
 
 HERE = Path(__file__).parent
@@ -27,22 +27,11 @@ class WebError(Exception):
 
 
 def status_of(error: HeadmapsError) -> int:
-    """404 for what does not exist, 422 for values outside a vocabulary, else 400."""
-    message = str(error)
-    if message.startswith(
-        (
-            "unknown model",
-            "no description",
-            "no scores",
-            "no analysis",
-            "unknown pattern",
-            "no attention-pattern",
-        )
-    ) or ("out of range" in message):
+    """404 for what does not exist, 422 for values outside a vocabulary, else 400: by the
+    error's type, so rewording a message cannot change the status."""
+    if isinstance(error, NotFound):
         return 404
-    if message.startswith(
-        ("unknown rating label", "unknown category", "unknown relation", "the minimum fraction", "colour by")
-    ):
+    if isinstance(error, InvalidValue):
         return 422
     return 400
 

@@ -9,7 +9,7 @@ import math
 
 from pydantic import BaseModel
 
-from describer.errors import HeadmapsError
+from describer.errors import NotFound
 from describer.maps.patterns import PATTERNS, check_pattern, notable_patterns
 from store import Store
 
@@ -75,11 +75,9 @@ def pattern_grid(store: Store, model: str, pattern: str, top: int = TOP) -> Patt
     spec = check_pattern(pattern)
     stored = stored_patterns(store, model)  # an unknown model is an error here
     if not stored:
-        raise HeadmapsError(
-            f"no attention-pattern scores of {model} in the store; run: headmaps analyze {model}"
-        )
+        raise NotFound(f"no attention-pattern scores of {model} in the store; run: headmaps analyze {model}")
     if pattern not in stored:
-        raise HeadmapsError(f"no scores for pattern {pattern!r} of {model}; stored: {', '.join(stored)}")
+        raise NotFound(f"no scores for pattern {pattern!r} of {model}; stored: {', '.join(stored)}")
     grid = store.pattern_grid(model, pattern)
     scores = [[None if math.isnan(v) else v for v in row] for row in grid]
     cells = [

@@ -9,6 +9,7 @@ the escaped DOM, never injected as markup.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import datetime, timezone
 from importlib.resources import files
 from pathlib import Path
@@ -19,7 +20,7 @@ from pydantic import BaseModel
 
 from describer.errors import HeadmapsError
 from describer.maps.patterns import PATTERNS, notable_patterns
-from evaluation.ratings import RatingsReport, ratings_report
+from evaluation.ratings import RatingsReport, cached_ratings_report
 from evaluation.web.patterns import PatternGrid, pattern_grid, stored_patterns
 from store import Store
 from store.labels import CATEGORIES, CATEGORY_MEANINGS, RATING_LABELS, RATING_MEANINGS
@@ -92,17 +93,23 @@ def latest_correlation(store: Store, model: str) -> RunOut | None:
     return runs[-1] if runs else None
 
 
-def build_report(store: Store, model: str, *, resamples: int = 500) -> str:
-    """Render the report of ``model`` as one HTML string."""
+def build_report(
+    store: Store, model: str, *, resamples: int = 500, shown: Callable[[HeadView], HeadView] | None = None
+) -> str:
+    """Render the report of ``model`` as one HTML string; ``shown`` filters each head's view
+    (the web app's blind review hides ratings its viewer has not earned)."""
     summary = store.get_model(model)
     heads = [
         store.get_head(model, layer, head)
         for layer in range(summary.n_layers)
         for head in range(summary.n_heads)
     ]
+    if shown is not None:
+        heads = [shown(view) for view in heads]
     if not any(view.salient or view.operations or view.descriptions or view.patterns for view in heads):
         raise HeadmapsError(f"{model} has no analysis in the store yet; run `headmaps analyze {model}` first")
-    ratings: RatingsReport = ratings_report(store, model, resamples=resamples)
+    # The bootstrap takes seconds on a large store: computed again only when the ratings change.
+    ratings: RatingsReport = cached_ratings_report(store, model, resamples=resamples)
     env = jinja2.Environment(
         loader=jinja2.FunctionLoader(
             lambda name: files("evaluation.web").joinpath("templates", name).read_text("utf-8")
