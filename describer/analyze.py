@@ -17,7 +17,7 @@ from describer.maps.operations import Operation, builtin_operations
 from describer.maps.patterns import PatternSettings
 from describer.maps.relations import relation_facts
 from describer.maps.results import AnalysisResult
-from describer.maps.settings import SourceChoice
+from describer.maps.settings import SHOWN_SOURCES, STORED_SOURCES, SourceChoice
 from store import Store, operation_hash
 from store.records import AnalysisIn, ModelInfo, OperationIn, PatternsIn, RelationIn
 
@@ -44,7 +44,7 @@ def model_info(loaded: LoadedModel) -> ModelInfo:
 def settings_key(
     family: str,
     choice: SourceChoice | None = None,
-    top_tokens: int = 15,
+    top_tokens: int = STORED_SOURCES,
     top_mappings: int = 5,
     dtype: str = "float32",
 ) -> str:
@@ -88,12 +88,13 @@ def relation_operations(operations: Iterable[Operation | OperationIn]) -> Relati
 def head_relations(
     rows: Sequence[tuple[str, Sequence[str]]], operations: RelationOperations
 ) -> list[RelationIn]:
-    """The relations a head's salient rows satisfy, as the store takes them."""
+    """The relations a head's salient rows satisfy, as the store takes them: measured on the
+    rows a prompt shows (``SHOWN_SOURCES``), so no stored fact counts a held-out row."""
     return [
         RelationIn(
             relation=f.relation, label=f.label, rows=f.rows, n_rows=f.n_rows, examples=list(f.examples)
         )
-        for f in relation_facts(rows, operations)
+        for f in relation_facts(list(rows)[:SHOWN_SOURCES], operations)
     ]
 
 
@@ -193,7 +194,7 @@ def analyze_and_store(
     model: str | None,
     operations: Sequence[Operation],
     *,
-    top_tokens: int = 15,
+    top_tokens: int = STORED_SOURCES,
     top_mappings: int = 5,
     choice: SourceChoice | None = None,
     device: str = "auto",

@@ -3,6 +3,11 @@ measured on it (``describer.maps.relations``) stated as facts, and its best oper
 
 The same evidence comes from a head in the store (``head_evidence``) or from a mapping table
 read from a ``--mappings`` file (``table_evidence``), so both are described by one prompt.
+
+A stored head shows only its first ``SHOWN_SOURCES`` salient rows (the paper's 15): analysis
+stores more (``STORED_SOURCES``), and the rows a prompt did not show are what the simulation
+scorer tests the description on. Relations stored for all rows are measured again on the shown
+ones, so no fact counts rows the prompt does not show.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from describer.errors import HeadmapsError
 from describer.mapping_tables import MappingTable
 from describer.maps.patterns import PATTERNS, notable_patterns, pattern_fact
 from describer.maps.relations import RelationFact, relation_facts
+from describer.maps.settings import SHOWN_SOURCES
 from store.labels import CATEGORY_MEANINGS
 from store.records import HeadView
 
@@ -115,15 +121,27 @@ def attention_evidence(patterns: dict[str, float]) -> list[dict[str, Any]]:
 
 
 def head_evidence(
-    view: HeadView, n_layers: int, n_heads: int, top_operations: int = TOP_OPERATIONS
+    view: HeadView,
+    n_layers: int,
+    n_heads: int,
+    top_operations: int = TOP_OPERATIONS,
+    shown_sources: int = SHOWN_SOURCES,
 ) -> dict[str, Any]:
-    """What a template may use for one stored head. The older variables (model, layer, head,
-    n_layers, n_heads, logits and amplification) stay, for the older templates."""
+    """What a template may use for one stored head: its first ``shown_sources`` salient rows.
+    The older variables (model, layer, head, n_layers, n_heads, logits and amplification) stay,
+    for the older templates."""
     if not view.salient:
         raise HeadmapsError(f"{view.model} head {view.layer}.{view.head} has no stored salient mappings")
-    rows = [(s.token, [m.token for m in s.mappings]) for s in view.salient]
+    shown = view.salient[:shown_sources]
+    rows = [(s.token, [m.token for m in s.mappings]) for s in shown]
     stored = list(getattr(view, "relations", None) or [])
-    facts: Sequence[Any] = stored or relation_facts(rows)  # analyses stored before relations
+    # Stored relations count all stored rows; measured on more rows than shown they would state
+    # rows the prompt hides (and leak the held-out ones), so they are measured again on the
+    # shown rows (with the built-in operations: a user operation's pairs are not in the view).
+    # Analyses stored before relations have none either.
+    facts: Sequence[Any] = (
+        stored if stored and all(f.n_rows == len(rows) for f in stored) else relation_facts(rows)
+    )
     # Scores near zero say nothing and crowd the prompt; the template says when none is left.
     strong = [o for o in view.operations if max(o.relation, o.suppression) >= MIN_SCORE]
     operations = [
@@ -145,7 +163,7 @@ def head_evidence(
                 "amplification": s.amplification,
                 "mappings": [{"token": m.token, "logit": m.logit} for m in s.mappings],
             }
-            for s in view.salient
+            for s in shown
         ],
     )
     return data

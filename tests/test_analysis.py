@@ -21,7 +21,7 @@ from describer.maps.adapters import adapter_for
 from describer.maps.analyzer import Analyzer
 from describer.maps.operations import Operation, TokenizedOperation, tokenize
 from describer.maps.results import HeadSalient, OperationScores
-from describer.maps.settings import AnalysisSettings
+from describer.maps.settings import STORED_SOURCES, AnalysisSettings
 from tests._slow_maps import readable_tokens, reference_operation_scores, reference_salient
 from tests.conftest import UNREADABLE_TOKENS, WORD_TOKENIZER_WORDS, letter_words
 
@@ -247,7 +247,9 @@ def test_readable_only(word_tokenizer, readable_only: bool) -> None:
     head01 = next(h for h in heads if (h.layer, h.head) == (0, 1))
     if readable_only:
         assert not (sources | mapped) & unreadable
-        assert all(len(h.salient) == 15 and all(len(s.mappings) == 5 for s in h.salient) for h in heads)
+        assert all(
+            len(h.salient) == STORED_SOURCES and all(len(s.mappings) == 5 for s in h.salient) for h in heads
+        )
     else:
         assert head01.salient[0].token_id in unreadable
         assert mapped & unreadable

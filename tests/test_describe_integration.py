@@ -193,7 +193,8 @@ def test_kill_9_loses_nothing_finished_and_the_rerun_does_only_the_rest(
         rerun = describe(*args, "--json", cache=tmp_path, key=SECRET)
         assert rerun.returncode == 0, rerun.stderr
         summary = json.loads(rerun.stdout)
-        assert summary["heads"] == 8 and summary["described"] + summary["failed"] == 8
+        # Every answer parsed: a sum with ``failed`` would pass if every answer had failed.
+        assert summary["heads"] == 8 and summary["described"] == 8 and summary["failed"] == 0
         new_prompts = server.prompts[len(prompts_before) :]
         assert not stored_prompts & set(new_prompts)  # nothing finished was asked again
         # The request in flight at the kill had been answered into the response cache, or not:
@@ -204,6 +205,15 @@ def test_kill_9_loses_nothing_finished_and_the_rerun_does_only_the_rest(
         again = describe(*args, "--json", cache=tmp_path, key=SECRET)
         assert json.loads(again.stdout)["llm_calls"] == 0
     assert count_descriptions(db) == 8
+    with open_store(str(db)) as store:
+        stored = [
+            d for la in range(2) for h in range(4) for d in store.get_head("tiny-llama", la, h).descriptions
+        ]
+    assert len(stored) == 8
+    for d in stored:  # the fake server's answers, parsed into every field
+        assert d.status in ("ok", "unclear") and d.inputs == "Common English words." and d.pattern
+        assert d.category and d.tags == ["copying"] and d.raw_response and d.rendered_prompt
+        assert (d.status == "unclear") == d.unclear == (d.category == "unclear")
     for path in tmp_path.rglob("*.sqlite*"):
         assert SECRET.encode() not in path.read_bytes(), path
 
@@ -241,7 +251,8 @@ def test_offline_default_describes_with_the_real_local_model(tiny_dir: Path, tmp
             (d,) = store.get_head("tiny-llama", layer, head).descriptions
             assert d.llm_model == "qwen2.5-coder-0.5b-instruct" and d.llm_host == "local:llama.cpp/guided"
             assert d.prompt_name == "facts" and "Verdict:" in d.rendered_prompt
-            assert d.status in ("ok", "unclear") and d.pattern and d.inputs
+            assert d.status in ("ok", "unclear") and d.pattern and d.inputs and d.category
+            assert d.raw_response and d.pattern.strip() and d.inputs.strip()
             assert (d.status == "unclear") == d.unclear == (d.category == "unclear")
             assert d.params["temperature"] == 0.0
             # Provenance: every request the description took, with its parameters.

@@ -12,7 +12,7 @@ import pytest
 from describer.maps import loading as models
 from describer.maps.analyzer import Analyzer
 from describer.maps.operations import builtin_operations, tokenize
-from describer.maps.settings import AnalysisSettings, SourceChoice, default_settings
+from describer.maps.settings import STORED_SOURCES, AnalysisSettings, SourceChoice, default_settings
 from tests._real import real_model
 
 pytestmark = pytest.mark.slow
@@ -96,7 +96,7 @@ def test_analyze_command_on_gemma(tmp_path) -> None:
     assert len(result["heads"]) == 72
     assert {(h["layer"], h["head"]) for h in result["heads"]} == {(L, h) for L in range(18) for h in range(4)}
     for head in result["heads"]:
-        assert len(head["salient"]) == 15
+        assert len(head["salient"]) == STORED_SOURCES
         amps = [s["amplification"] for s in head["salient"]]
         assert amps == sorted(amps, reverse=True) and amps[-1] > 0
         for s in head["salient"]:

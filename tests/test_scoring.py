@@ -1,6 +1,7 @@
 """Description scoring with fake LLM backends on a planted model: a perfect simulator scores 1,
-a random one about 0, unusable answers are stored as failed with their raw text, a re-run
-sends nothing, and precision/recall of operation agreement come out as planted."""
+a random one about 0, a description whose prompt showed every source is not simulated (counted
+as ``no_unseen``), unusable answers are stored as failed with their raw text, a re-run sends
+nothing, and precision/recall of operation agreement come out as planted."""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ PATTERNS = {
     (1, 1): "Copies the input, or gives its capital city.",  # a low-score head: a false positive
 }
 SHOW_ALL = {(2, 0), (2, 1), (2, 2), (2, 3)}
-"""Heads whose description prompt showed every stored source (no held-out ones)."""
+"""Heads whose description prompt showed every stored source (no held-out ones) in this file's
+store; ``fill`` alone (as other test files use it) holds three sources out of every prompt."""
 
 
 def truth(layer: int, head: int, rank: int) -> str:
@@ -90,12 +92,13 @@ def planted() -> AnalysisIn:
 def store(request: pytest.FixtureRequest, tmp_path: Path):  # noqa: ANN201
     for url in make_url(request.param, tmp_path):
         with open_store(url) as s:
-            fill(s)
+            fill(s, SHOW_ALL)
             yield s
 
 
-def fill(s) -> None:  # noqa: ANN001
-    """The planted model, analysed, with one description per head."""
+def fill(s, show_all: set[tuple[int, int]] | frozenset[tuple[int, int]] = frozenset()) -> None:  # noqa: ANN001
+    """The planted model, analysed, with one description per head, written from the ``salient``
+    prompt showing the first three sources (every source for the heads in ``show_all``)."""
     info = model_info(n_layers=N_LAYERS, n_heads=N_HEADS)
     ops = [
         OperationIn(name="copy", category="algorithmic", pairs=[(" cat", " cat"), (" dog", " dog")]),
@@ -105,7 +108,7 @@ def fill(s) -> None:  # noqa: ANN001
     for la in range(N_LAYERS):
         for h in range(N_HEADS):
             view = s.get_head("tiny", la, h)
-            shown = view.salient if (la, h) in SHOW_ALL else view.salient[:3]
+            shown = view.salient if (la, h) in show_all else view.salient[:3]
             rendered = prompts.render(
                 "salient",
                 salient=[s_.model_dump() for s_ in shown],
@@ -115,6 +118,8 @@ def fill(s) -> None:  # noqa: ANN001
                 description(
                     layer=la,
                     head=h,
+                    prompt_name=rendered.name,
+                    prompt_sha=rendered.sha256,
                     rendered_prompt=rendered.text,
                     pattern=PATTERNS.get((la, h), f"Maps words to unrelated words ({la}.{h})."),
                     inputs="Short tokens.",
@@ -177,10 +182,11 @@ def score(store, judge: FakeJudge, tmp_path: Path, **settings: object):  # noqa:
 def test_a_perfect_simulator_scores_one_and_a_rerun_sends_nothing(store, tmp_path: Path) -> None:  # noqa: ANN001
     judge = FakeJudge("perfect")
     summary = score(store, judge, tmp_path, controls=100)
-    assert summary.simulation.scored == 12 and summary.simulation.failed == 0
-    assert summary.simulation.mean == 1.0 and summary.simulation.mean_unseen == 1.0
-    assert summary.simulation.unseen == 8  # the four heads of layer 2 showed every source
-    assert summary.llm_calls == judge.calls > 0
+    # The four heads of layer 2 showed every source: nothing unseen to ask, so not simulated.
+    assert summary.simulation.holdout == "unseen" and summary.simulation.skipped == {"no_unseen": 4}
+    assert summary.simulation.scored == 8 and summary.simulation.failed == 0
+    assert summary.simulation.mean == 1.0 and summary.simulation.other_holdout == 0
+    assert summary.llm_calls == judge.calls == 8 + 12
     rows = {(r.layer, r.head): r for r in store.description_scores("tiny", scorer=SIMULATION)}
     held_out = rows[(0, 2)].details
     assert held_out["holdout"] == "unseen" and [i["rank"] for i in held_out["items"]] == [3, 4, 5]
@@ -189,23 +195,22 @@ def test_a_perfect_simulator_scores_one_and_a_rerun_sends_nothing(store, tmp_pat
         distractors = set(item["candidates"]) - {item["truth"]}
         assert all(t.startswith(" t") and not t.startswith(" t02") for t in distractors)
         assert item["correct"] and item["predicted"] == item["truth"]
-    shown = rows[(2, 0)].details
-    assert shown["holdout"] == "shown" and [i["rank"] for i in shown["items"]] == [1, 2, 3, 4, 5]
-    assert shown["prompt_name"] == "simulate" and len(shown["prompt_sha"]) == 64
+    assert held_out["prompt_name"] == "simulate" and len(held_out["prompt_sha"]) == 64
+    assert not any(la == 2 for la, _ in rows)  # never simulated on shown sources instead
 
     # Everything again: the cache answers, nothing is sent, the scores are the same.
     again = FakeJudge("perfect")
     rerun = score(store, again, tmp_path, controls=100)
     assert again.calls == 0 and rerun.llm_calls == 0
     assert rerun.simulation == summary.simulation
-    assert len(store.description_scores("tiny")) == len(rows) + 4 + 8  # replaced, not duplicated
+    assert len(store.description_scores("tiny")) == len(rows) + 4 + 8 == 20  # replaced, not duplicated
     view = store.get_head("tiny", 0, 2)
     assert {s.scorer for s in view.descriptions[0].scores} == {SIMULATION, OPERATION_AGREEMENT}
 
 
 def test_a_random_simulator_scores_about_zero(store, tmp_path: Path) -> None:  # noqa: ANN001
     summary = score(store, FakeJudge("random"), tmp_path, n_items=6, n_candidates=4)
-    assert summary.simulation.scored == 12
+    assert summary.simulation.scored == 8
     assert abs(summary.simulation.mean) < 0.2
     for r in store.description_scores("tiny", scorer=SIMULATION):
         accuracy = sum(i["correct"] for i in r.details["items"]) / len(r.details["items"])
@@ -216,6 +221,10 @@ def test_a_random_simulator_scores_about_zero(store, tmp_path: Path) -> None:  #
 def test_operation_agreement_precision_and_recall(store, tmp_path: Path) -> None:  # noqa: ANN001
     summary = score(store, FakeJudge("perfect"), tmp_path, controls=100)
     agreement = summary.operation_agreement
+    # The salient prompt shows no operation: every score is in the group to quote.
+    assert agreement.group == "prompt did not show operations" and agreement.by_prompt == {"salient": 12}
+    shown = summary.operation_agreement_shown
+    assert shown.positives == shown.controls == 0 and shown.precision is None
     # Positives: 0.0, 0.1 named (TP), 1.0 "Unclear" (FN), 2.3 capital named (TP). Controls: every
     # other head; only 1.1 names an operation it scores 0 on (FP).
     assert (agreement.positives, agreement.controls) == (4, 8)
@@ -226,6 +235,9 @@ def test_operation_agreement_precision_and_recall(store, tmp_path: Path) -> None
     assert rows[(2, 3)].details["operation"] == "capital" and rows[(2, 3)].details["relation"] == 0.5
     assert rows[(1, 0)].score == 0.0 and rows[(1, 1)].score == 0.0 and rows[(0, 0)].score == 1.0
     assert rows[(1, 1)].details["role"] == "control" and rows[(1, 1)].details["names_operation"] is True
+    assert rows[(2, 3)].details["description_prompt"] == "salient"
+    assert rows[(2, 3)].details["prompt_showed_operations"] is False
+    assert rows[(2, 3)].details["operations_in_prompt"] == []
     # One control per positive by default, each a head that scores low on the operation asked.
     default = score(store, FakeJudge("perfect"), tmp_path / "other")
     assert default.operation_agreement.positives == 4
@@ -234,10 +246,10 @@ def test_operation_agreement_precision_and_recall(store, tmp_path: Path) -> None
 def test_unusable_answers_are_stored_as_failed_with_the_raw_text(store, tmp_path: Path) -> None:  # noqa: ANN001
     judge = FakeJudge("garbage")
     summary = score(store, judge, tmp_path)
-    assert summary.simulation.scored == 0 and summary.simulation.failed == 12
+    assert summary.simulation.scored == 0 and summary.simulation.failed == 8
     assert summary.simulation.mean is None and summary.operation_agreement.failed == 8
     assert summary.operation_agreement.precision is None
-    assert judge.calls == 2 * (12 + 8)  # one repair request each, then no more
+    assert judge.calls == 2 * (8 + 8)  # one repair request each, then no more
     row = store.description_scores("tiny", scorer=SIMULATION)[0]
     assert row.score is None and "no JSON object" in row.details["error"]
     assert "after one repair request" in row.details["error"]
@@ -245,7 +257,7 @@ def test_unusable_answers_are_stored_as_failed_with_the_raw_text(store, tmp_path
 
     fixed = FakeJudge("repairable")
     summary = score(store, fixed, tmp_path / "fresh")
-    assert summary.simulation.mean == 1.0 and fixed.calls == 2 * (12 + 8)
+    assert summary.simulation.mean == 1.0 and fixed.calls == 2 * (8 + 8)
     assert store.description_scores("tiny", scorer=SIMULATION)[0].score == 1.0  # replaced
 
 

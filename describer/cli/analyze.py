@@ -26,7 +26,7 @@ from describer.errors import HeadmapsError
 from describer.maps.loading import ALIASES, DEFAULT_MODEL
 from describer.maps.operations import builtin_operations, load_pairs_file, select_operations
 from describer.maps.patterns import PATTERNS, PatternScores, PatternSettings, check_pattern
-from describer.maps.settings import SourceChoice, describe_norms
+from describer.maps.settings import STORED_SOURCES, SourceChoice, describe_norms
 from store import open_store
 
 
@@ -87,7 +87,13 @@ def models() -> None:
 def analyze(
     model: ModelArg = None,
     operations: Annotated[str, typer.Option(help="all, or comma-separated operation names.")] = "all",
-    top_tokens: Annotated[int, typer.Option(min=1, help="Salient source tokens per head.")] = 15,
+    top_tokens: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Salient source tokens stored per head (prompts show the first 15; the rest are held out for simulation scoring).",
+        ),
+    ] = STORED_SOURCES,
     top_mappings: Annotated[int, typer.Option(min=1, help="Mapped tokens per salient source.")] = 5,
     device: DeviceOpt = "auto",
     weights: WeightsOpt = "stream",

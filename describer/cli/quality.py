@@ -16,6 +16,7 @@ from describer.cli.console import check_parent, out, user_errors, warn
 from describer.cli.options import BaseUrlOpt, ConcurrencyOpt, DbOpt, LlmModelOpt, ModelArg
 from describer.errors import HeadmapsError
 from describer.maps.loading import DEFAULT_MODEL, cache_dir, resolve
+from describer.maps.settings import STORED_SOURCES
 from evaluation.ratings import Agreement, Distribution, ratings_report
 from store import Store, open_store
 from store.labels import RATING_LABELS
@@ -53,17 +54,27 @@ def evaluate_descriptions(
         float,
         typer.Option(min=0.0, max=1.0, help="Best operation score that makes a head a positive."),
     ] = 0.3,
+    holdout: Annotated[
+        str,
+        typer.Option(
+            help="Simulate on sources the description's prompt did not show (unseen) or on ones it "
+            "showed (shown: a description can be right about those by restating its prompt)."
+        ),
+    ] = "unseen",
     db: DbOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
 ) -> None:
     """Score the model's descriptions automatically and store the scores: simulation (can an
-    LLM predict the head's mappings from the description?) and operation agreement (does
-    the description name the operation the head scores high on? precision and recall)."""
+    LLM predict the head's mappings for sources the description's prompt did not show?) and
+    operation agreement (does the description name the operation the head scores high on?
+    precision and recall, apart for prompts that showed operation names)."""
     # The openai SDK: only the commands that ask an LLM import it.
     from describer.llm import ResponseCache, connect
-    from evaluation.scoring import ScoringSettings, score_descriptions
+    from evaluation.scoring import HOLDOUTS, ScoringSettings, score_descriptions
 
     with user_errors():
+        if holdout not in HOLDOUTS:
+            raise HeadmapsError(f"unknown --holdout {holdout!r}; use {' or '.join(HOLDOUTS)}")
         with (
             open_store(db) as store,
             closing(ResponseCache(cache_dir() / "llm-cache.sqlite")) as cache,
@@ -72,7 +83,7 @@ def evaluate_descriptions(
                 store,
                 stored_model(store, model),
                 connect(base_url, llm_model, warn=warn),
-                ScoringSettings(threshold=threshold),
+                ScoringSettings(threshold=threshold, holdout=holdout),
                 cache=cache,
                 concurrency=concurrency,
                 limit=limit,
@@ -86,38 +97,67 @@ def evaluate_descriptions(
 
 
 def _print_scores(summary: ScoringSummary) -> None:
-    sim, agr = summary.simulation, summary.operation_agreement
+    from evaluation.scoring import SKIP_REASONS  # imports the openai SDK, as evaluate_descriptions does
+
+    sim = summary.simulation
+    groups = (
+        ("agreement, ops not shown", summary.operation_agreement),
+        ("agreement, ops shown", summary.operation_agreement_shown),
+    )
     table = Table(title=f"{summary.model}: description scores by {summary.llm_model}")
     for column in ("scorer", "descriptions", "failed", "score"):
         table.add_column(column)
-    table.add_row("simulation (acc. above chance)", str(sim.scored), str(sim.failed), _num(sim.mean))
-    table.add_row("  on sources the prompt did not show", str(sim.unseen), "", _num(sim.mean_unseen))
-    table.add_row(
-        f"operation agreement (threshold {agr.threshold:g})",
-        f"{agr.positives} positive, {agr.controls} control",
-        str(agr.failed),
-        f"precision {_num(agr.precision, 2)}, recall {_num(agr.recall, 2)}",
-    )
+    table.add_row(f"simulation, {sim.holdout} sources", str(sim.scored), str(sim.failed), _num(sim.mean))
+    for reason, count in sim.skipped.items():
+        table.add_row(f"  not simulated: {reason}", str(count), "", "")
+    for label, agr in groups:
+        table.add_row(
+            label,
+            f"{agr.positives} pos., {agr.controls} control",
+            str(agr.failed),
+            f"P {_num(agr.precision, 2)}, R {_num(agr.recall, 2)}",
+        )
     out.print(table)
     if sim.by_describer:
-        by = Table(title="Simulation score by prompt / describing LLM")
+        by = Table(title=f"Simulation score ({sim.holdout} sources) by prompt / describing LLM")
         by.add_column("prompt / LLM")
         by.add_column("mean", justify="right")
         for group, mean in sim.by_describer.items():
             by.add_row(escape(group), _num(mean))
         out.print(by)
-    out.print(
-        f"operation agreement: {agr.true_positives} TP, {agr.false_positives} FP, "
-        f"{agr.false_negatives} FN, {agr.true_negatives} TN; this run: {summary.llm_calls} LLM call(s), "
-        f"{summary.tokens_in} tokens in, {summary.tokens_out} out, {summary.seconds:.1f}s",
-        highlight=False,
+
+    def line(text: str) -> None:
+        out.print(text, highlight=False, soft_wrap=True)
+
+    on = "sources the prompt did not show" if sim.holdout == "unseen" else "sources the prompt showed"
+    line(f"simulation on {on}: {sim.scored} scored, mean {_num(sim.mean)} (accuracy above chance)")
+    for _, agr in groups:
+        prompts = ", ".join(f"{name} {n}" for name, n in agr.by_prompt.items()) or "none"
+        line(
+            f"operation agreement, {agr.group} (threshold {agr.threshold:g}): precision "
+            f"{_num(agr.precision, 2)}, recall {_num(agr.recall, 2)}; {agr.true_positives} TP, "
+            f"{agr.false_positives} FP, {agr.false_negatives} FN, {agr.true_negatives} TN "
+            f"(prompts: {escape(prompts)})"
+        )
+    line(
+        f"this run: {summary.llm_calls} LLM call(s), {summary.tokens_in} tokens in, "
+        f"{summary.tokens_out} out, {summary.seconds:.1f}s"
     )
-    if sim.scored and sim.unseen < sim.scored:
-        out.print(
-            f"note: {sim.scored - sim.unseen} description(s) were simulated on sources their prompt showed "
-            "(it showed every stored source); analyse with more --top-tokens for held-out ones",
-            highlight=False,
-            soft_wrap=True,
+    for reason, count in sim.skipped.items():
+        hint = f"; analyse again with --top-tokens {STORED_SOURCES}" if reason == "no_unseen" else ""
+        line(
+            f"note: {count} description(s) not simulated ({reason}): {SKIP_REASONS.get(reason, reason)}{hint}"
+        )
+    if sim.other_holdout:
+        other = "shown" if sim.holdout == "unseen" else "unseen"
+        line(
+            f"note: {sim.other_holdout} stored simulation score(s) on {other} sources left out (--holdout {other})"
+        )
+    shown = summary.operation_agreement_shown
+    if shown.positives + shown.controls + shown.failed:
+        line(
+            "note: agreement where the prompt showed operations is circular (the description can copy "
+            "the name); quote the other group"
         )
 
 

@@ -15,7 +15,7 @@ from describer.maps.loading import LoadedModel, Weights, load_model
 from describer.maps.operations import Operation, TokenizedOperation, tokenize
 from describer.maps.patterns import PatternScores, PatternSettings, check_pattern
 from describer.maps.results import AnalysisResult, OperationScores
-from describer.maps.settings import AnalysisSettings, SourceChoice
+from describer.maps.settings import STORED_SOURCES, AnalysisSettings, SourceChoice
 
 Warn = Callable[[str], None]
 
@@ -88,7 +88,7 @@ def analyze_model(
     model: str | None,
     operations: Sequence[Operation],
     *,
-    top_tokens: int = 15,
+    top_tokens: int = STORED_SOURCES,
     top_mappings: int = 5,
     choice: SourceChoice | None = None,
     device: str = "auto",

@@ -19,6 +19,13 @@ PRESETS: dict[str, dict[str, object]] = {
     "paper": {"source": "mlp0", "mlp_norm": True, "attn_norm": False, "fold_norms": False},
 }
 NORM_PARTS = ("mlp_norm", "attn_norm", "fold_norms")
+SHOWN_SOURCES = 15
+"""Salient sources a description prompt shows per head, strongest first: the paper's N (MAPS
+shows the 15 most amplified source tokens). ``describer.evidence`` cuts the stored rows to it."""
+STORED_SOURCES = SHOWN_SOURCES + 5
+"""Salient sources analysis stores per head by default: the prompt shows the first
+``SHOWN_SOURCES``, so the last 5 stay unseen by the describer and the simulation scorer
+(``evaluation.scoring``) can test a description on sources it was not written from."""
 
 
 class AnalysisSettings(BaseModel):
@@ -40,8 +47,9 @@ class AnalysisSettings(BaseModel):
     """The norms on a block's output: fold the post-attention norm (Gemma 2/3) into W_O and the
     final norm's scale (and LayerNorm's centring) into the unembedding, and apply block 0's
     post-MLP norm (Gemma 2/3) to ``mlp0`` sources."""
-    top_tokens: int = Field(15, ge=1)
-    """Salient source tokens reported per head (the paper's N)."""
+    top_tokens: int = Field(STORED_SOURCES, ge=1)
+    """Salient source tokens stored per head, most amplified first. Prompts show the first
+    ``SHOWN_SOURCES`` (the paper's N, 15); the rest are held out for simulation scoring."""
     top_mappings: int = Field(5, ge=1)
     """Mapped tokens reported per salient source (the paper's k)."""
     readable_only: bool = True

@@ -1,6 +1,8 @@
 """``Scorer``: one scoring run over a model's descriptions. It loads the described heads, asks
 the judging LLM the simulation and operation-agreement questions concurrently, stores each
-score as its answer arrives, records the run, and returns the summary of the stored scores."""
+score as its answer arrives (with what it was measured on: the simulation's holdout, whether
+the description's prompt showed operations), records the run, and returns the summary of the
+stored scores."""
 
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ import prompts
 from describer.errors import HeadmapsError
 from describer.llm import Endpoint, LLMBackend, ResponseCache, describe_error, fatal
 from evaluation.scoring.asker import SCORING_PARAMS, Answer, Asker, T
-from evaluation.scoring.operation_agreement import AgreementAnswer, agreement_plan
+from evaluation.scoring.described import Described, described_heads
+from evaluation.scoring.operation_agreement import AgreementAnswer, agreement_plan, operations_in_prompt
 from evaluation.scoring.settings import OPERATION_AGREEMENT, SIMULATION, ScoringSettings
 from evaluation.scoring.simulation import SimulationAnswer, distractor_pool, simulation_items
 from evaluation.scoring.summary import ScoringSummary, summarize
@@ -39,18 +42,11 @@ class Scorer:
     errors: int = 0
     last_error: str | None = None
 
-    def _load(self) -> tuple[list[HeadView], list[tuple[DescriptionOut, HeadView]]]:
-        summary = self.store.get_model(self.model)
-        views = [
-            self.store.get_head(self.model, layer, head)
-            for layer in range(summary.n_layers)
-            for head in range(summary.n_heads)
-        ]
-        pairs = [(d, v) for v in views for d in v.descriptions if d.status != "failed" and d.pattern]
-        pairs.sort(key=lambda dv: (dv[1].layer, dv[1].head, dv[0].id))
+    def _load(self) -> Described:
+        views, pairs = described_heads(self.store, self.model)
         if not pairs:
             raise HeadmapsError(f"{self.model} has no descriptions to score; run `headmaps describe` first")
-        return views, pairs[: self.limit] if self.limit is not None else pairs
+        return views, pairs
 
     def _examples(self, operation: str) -> list[list[str]]:
         with self.store.read() as session:
@@ -70,7 +66,8 @@ class Scorer:
 
     async def run(self) -> ScoringSummary:
         started = time.monotonic()
-        views, pairs = self._load()
+        described = self._load()
+        views, pairs = described[0], described[1][: self.limit] if self.limit is not None else described[1]
         run_id = self.store.start_run(
             "evaluate",
             self.model,
@@ -78,10 +75,12 @@ class Scorer:
         )
         tasks = [self._simulate(d, v, distractor_pool(views, (v.layer, v.head))) for d, v in pairs]
         examples: dict[str, list[list[str]]] = {}
-        for d, role, op, relation in self.agreement_plan(pairs):
+        plan = self.agreement_plan(pairs)
+        asked = {op for _, _, op, _ in plan}
+        for d, role, op, relation in plan:
             if op not in examples:
                 examples[op] = self._examples(op)
-            tasks.append(self._agree(d, role, op, relation, examples[op]))
+            tasks.append(self._agree(d, role, op, relation, examples[op], asked))
         status, error = "interrupted", None
         try:
             running = [asyncio.ensure_future(t) for t in tasks]
@@ -104,7 +103,14 @@ class Scorer:
                 {"descriptions": len(pairs), "llm_calls": usage.llm_calls, "errors": self.errors},
                 error,
             )
-        summary = summarize(self.store, self.model, self.asker.label, self.settings.threshold)
+        summary = summarize(
+            self.store,
+            self.model,
+            self.asker.label,
+            self.settings.threshold,
+            self.settings.holdout,
+            described,
+        )
         return summary.model_copy(
             update={
                 "llm_calls": self.asker.usage.llm_calls,
@@ -140,9 +146,10 @@ class Scorer:
         )
 
     async def _simulate(self, d: DescriptionOut, view: HeadView, pool: list[str]) -> None:
-        items, holdout = simulation_items(d, view, pool, self.settings)
-        if not items:
-            return  # no stored sources, or no distractors: nothing to ask
+        plan = simulation_items(d, view, pool, self.settings)
+        items = plan.items
+        if plan.skipped is not None:
+            return  # nothing of this holdout to ask about: the summary counts the reason
         rendered = prompts.render(
             "simulate",
             inputs=d.inputs or "",
@@ -166,7 +173,7 @@ class Scorer:
         details: dict[str, Any] = {
             "prompt_name": rendered.name,
             "prompt_sha": rendered.sha256,
-            "holdout": holdout,
+            "holdout": plan.holdout,
             "raw": answer.raw,
         }
         if answer.value is None:
@@ -182,8 +189,16 @@ class Scorer:
         self._save(d.id, SIMULATION, (accuracy - chance) / (1 - chance), details)
 
     async def _agree(
-        self, d: DescriptionOut, role: str, operation: str, relation: float, examples: list[list[str]]
+        self,
+        d: DescriptionOut,
+        role: str,
+        operation: str,
+        relation: float,
+        examples: list[list[str]],
+        asked: set[str],
     ) -> None:
+        """Judge whether ``d`` names ``operation``; the score records whether ``d``'s prompt
+        showed any of the operations this run ``asked`` about (then agreement is circular)."""
         rendered = prompts.render(
             "operation_agreement",
             inputs=d.inputs or "",
@@ -192,6 +207,7 @@ class Scorer:
             examples=examples,
         )
         shape = '{"names_operation": true or false, "justification": "one short sentence"}'
+        in_prompt = operations_in_prompt(d.rendered_prompt, asked, d.prompt_name)
         answer = await self._ask(rendered.text, AgreementAnswer, None, shape)
         if answer is None:
             return
@@ -201,6 +217,9 @@ class Scorer:
             "role": role,
             "operation": operation,
             "relation": relation,
+            "description_prompt": d.prompt_name,
+            "prompt_showed_operations": bool(in_prompt),
+            "operations_in_prompt": in_prompt,
             "raw": answer.raw,
         }
         if answer.value is None:

@@ -5,12 +5,18 @@ scorers draw from."""
 from __future__ import annotations
 
 import random
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 SIMULATION = "simulation"
 OPERATION_AGREEMENT = "operation_agreement"
 SCORERS = (SIMULATION, OPERATION_AGREEMENT)
+Holdout = Literal["unseen", "shown"]
+HOLDOUTS: tuple[Holdout, ...] = ("unseen", "shown")
+"""What ``--holdout`` takes: simulate on salient sources the description's prompt did not show
+(the honest test, the default) or on ones it showed (a description can be right about those by
+restating its prompt)."""
 
 
 class ScoringSettings(BaseModel):
@@ -20,6 +26,9 @@ class ScoringSettings(BaseModel):
 
     n_items: int = Field(5, ge=1, le=20)
     """Source tokens asked about per description (simulation)."""
+    holdout: Holdout = "unseen"
+    """Simulate on sources the description's prompt did not show (``unseen``) or did
+    (``shown``). A description without such a source is not simulated; the summary counts it."""
     n_candidates: int = Field(4, ge=2, le=10)
     """Candidates per source: the true top mapping and ``n_candidates - 1`` distractors."""
     threshold: float = Field(0.3, ge=0.0, le=1.0)
