@@ -4,7 +4,7 @@ validated first and runs in one transaction.
 The class is assembled from one part per concept, each in its own module: models, heads and
 analyses (``store.analyses``), the heads' relation evidence (``store.relations``) and
 attention-pattern scores (``store.patterns``), descriptions,
-their scores, embeddings and search (``store.descriptions``), ratings (``store.ratings``) and runs
+their scores, embeddings and search (``store.descriptions``), ratings (``store.ratings``), raters and the site's keys (``store.raters``) and runs
 (``store.runs``), all on the sessions of ``store.base``."""
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ from __future__ import annotations
 from store.analyses import Analyses
 from store.descriptions import Descriptions
 from store.patterns import Patterns
+from store.raters import Raters
 from store.ratings import Ratings
 from store.relations import Relations
 from store.runs import Runs
 
 
-class Store(Analyses, Descriptions, Patterns, Ratings, Relations, Runs):
+class Store(Analyses, Descriptions, Patterns, Raters, Ratings, Relations, Runs):
     """One headmaps database. Create with ``store.open_store(url)``."""
 
     def close(self) -> None:

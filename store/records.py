@@ -315,6 +315,8 @@ class DescriptionOut(BaseModel):
     """Current ratings, one per rater."""
     history: list[RatingOut] = []
     """Every rating, current and replaced, oldest first."""
+    hidden_ratings: int = 0
+    """Current ratings by others withheld from this viewer until they rate it (blind review)."""
     scores: list[DescriptionScoreOut] = []
     """Automatic scores, by scorer and judging LLM."""
 

@@ -265,6 +265,33 @@ class Rating(Base):
     is_current: Mapped[bool] = mapped_column(Boolean)
 
 
+class Rater(Base):
+    """Someone allowed to rate in the web app (``headmaps raters add``). Only hashes of the
+    secrets are stored: the token a rater signs in with, and the one-time login code printed
+    with it. A revoked rater keeps the row (and the name: ratings stay attributable)."""
+
+    __tablename__ = "rater"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    login_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    login_expires: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class SiteSecret(Base):
+    """Random keys the web app signs with (its session cookies), shared by every process
+    serving the same store and kept across restarts."""
+
+    __tablename__ = "site_secret"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
 class DescriptionScore(Base):
     """An automatic score of one description (``evaluation.scoring``), one per scorer and
     judging LLM; re-scoring replaces it. ``score`` is null when the judge's answer could not be

@@ -16,6 +16,7 @@ from evaluation.web import create_app
 from store import open_store
 from store import tables as S
 from tests._storedb import ENGINES, make_url
+from tests._webauth import local_name
 from tests._webstore import CAPITALS, XSS, fill, live_server
 
 
@@ -31,7 +32,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, di
 
 @pytest.fixture
 def client(db: tuple[str, dict[str, int]]) -> Iterator[TestClient]:
-    with TestClient(create_app(db[0])) as c:
+    with TestClient(create_app(db[0]), base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -57,7 +58,12 @@ def test_models_and_grid(client: TestClient, db: tuple[str, dict[str, int]]) -> 
         ids["capital"],
     )
     assert 0 <= cell["score"] <= 1
-    assert grid["cells"][0][1]["rating"] == "plausible" and grid["cells"][0][0]["line"] is None
+    # Blind: a viewer who has not rated the head's description sees that it is rated, not how.
+    assert grid["cells"][0][1]["ratings"] == 1 and grid["cells"][0][1]["rating"] is None
+    assert grid["cells"][0][0]["line"] is None
+    local_name(client, "ann")
+    grid = client.get("/api/models/tiny", params={"operation": "capital"}).json()["grid"]
+    assert grid["cells"][0][1]["rating"] == "plausible"
     head = client.get("/api/models/tiny/heads/1.2").json()
     assert head["descriptions"][0]["pattern"] == CAPITALS
     assert len(head["salient"]) == 3 and head["operations"]
@@ -81,7 +87,7 @@ def test_models_and_grid(client: TestClient, db: tuple[str, dict[str, int]]) -> 
         ("get", "/api/review/next?rater=a&model=nope", None, 404, "unknown model 'nope'"),
         ("post", "/api/ratings", {"description_id": 1, "rater": "a", "label": "great"}, 422, "unknown rating label 'great'; use one of plausible"),
         ("post", "/api/ratings", {"description_id": 999, "rater": "a", "label": "plausible"}, 404, "no description with id 999"),
-        ("post", "/api/ratings", {"description_id": 1, "rater": "", "label": "plausible"}, 422, "rater: String should have at least 1 character"),
+        ("post", "/api/ratings", {"description_id": 1, "rater": "", "label": "plausible"}, 422, "enter your name as rater before rating"),
         ("post", "/api/ratings", {"description_id": "one", "rater": "a", "label": "plausible"}, 422, "description_id: Input should be a valid integer"),
         ("post", "/api/ratings", {"rater": "a", "label": "plausible"}, 422, "description_id: Field required"),
     ],
@@ -105,6 +111,9 @@ def test_rerating_replaces_and_keeps_history(client: TestClient, db: tuple[str, 
         json={"description_id": did, "rater": "ann", "label": "plausible", "comment": "on reflection"},
     )
     assert second.status_code == 201
+    (blind,) = client.get("/api/models/tiny/heads/1.2").json()["descriptions"]
+    assert (blind["ratings"], blind["history"], blind["hidden_ratings"]) == ([], [], 1)
+    local_name(client, "ann")
     (description,) = client.get("/api/models/tiny/heads/1.2").json()["descriptions"]
     assert [(r["rater"], r["label"], r["comment"]) for r in description["ratings"]] == [
         ("ann", "plausible", "on reflection")

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from evaluation.web import create_app
 from store import open_store
+from tests._webauth import local_name, post_form
 from tests._webstore import CAPITALS, XSS, fill
 
 
@@ -39,7 +40,7 @@ def site(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, int]]]:
     url = f"sqlite:///{tmp_path / 'web.db'}"
     with open_store(url) as store:
         ids = fill(store)
-    with TestClient(create_app(url)) as client:
+    with TestClient(create_app(url), base_url="http://127.0.0.1") as client:
         yield client, ids
 
 
@@ -50,7 +51,7 @@ PAGES = [
     "/models/tiny?by=rating",
     "/models/tiny?by=operation&op=capital",
     "/models/tiny/heads/2.0",
-    "/review?rater=ann&after={tense}",
+    "/review?after={tense}",
     "/search?q=script&mode=fulltext",
     "/search?q=window+pwned&mode=fulltext",
     "/models/tiny?relation=copy",
@@ -65,6 +66,7 @@ def test_hostile_description_renders_inert(site: tuple[TestClient, dict[str, int
         "/api/ratings",
         json={"description_id": ids["xss"], "rater": XSS, "label": "plausible", "comment": XSS},
     )
+    local_name(client, XSS)  # the hostile rater views: every rating of theirs is shown
     response = client.get(path.format(**ids))
     assert response.status_code == 200
     page = response.text
@@ -105,9 +107,10 @@ def test_head_page_form_rates_and_shows_ratings(site: tuple[TestClient, dict[str
         CAPITALS in page and "France goes to Paris" in page and "describe_v1" in page and "fake-llm" in page
     )
     assert "Not rated yet." in page
-    response = client.post(
+    response = post_form(
+        client,
         "/models/tiny/heads/1.2/ratings",
-        data={
+        {
             "description_id": ids["capital"],
             "rater": "ann",
             "label": "partially_plausible",
@@ -115,17 +118,32 @@ def test_head_page_form_rates_and_shows_ratings(site: tuple[TestClient, dict[str
         },
         follow_redirects=False,
     )
-    assert response.status_code == 303 and response.cookies.get("headmaps_rater") == "ann"
+    assert response.status_code == 303
     page = client.get(response.headers["location"]).text
     assert re.search(
         r'data-rater="ann"><td>ann</td><td class="label-partially_plausible">partially_plausible</td><td>close</td>',
         page,
     )
-    bad = client.post(
+    bad = post_form(
+        client,
         "/models/tiny/heads/1.2/ratings",
-        data={"description_id": ids["capital"], "rater": "ann", "label": "meh"},
+        {"description_id": ids["capital"], "rater": "ann", "label": "meh"},
     )
     assert bad.status_code == 422 and "unknown rating label &#39;meh&#39;" in bad.text
+    # A description of another head, posted to this head's URL, is refused (and not stored).
+    other = post_form(
+        client, "/models/tiny/heads/1.2/ratings", {"description_id": ids["copy"], "label": "plausible"}
+    )
+    assert other.status_code == 422 and "describes tiny head 0.1, not tiny head 1.2" in other.text
+    assert client.get("/api/descriptions/{}".format(ids["copy"])).json()["hidden_ratings"] == 0
+    # Over-long fields are a 422 page, never a 500.
+    for field, size in (("comment", 10_001), ("rater", 201)):
+        long = post_form(
+            client,
+            "/models/tiny/heads/1.2/ratings",
+            {"description_id": ids["capital"], "label": "plausible", field: "x" * size},
+        )
+        assert long.status_code == 422 and field in long.text
 
 
 def test_review_page_is_blind_keyed_and_remembers_the_rater(site: tuple[TestClient, dict[str, int]]) -> None:
@@ -140,16 +158,18 @@ def test_review_page_is_blind_keyed_and_remembers_the_rater(site: tuple[TestClie
         },
     )
     assert 'id="rater-form"' in client.get("/review").text  # asks the name first
-    page = client.get("/review", params={"rater": "ann"})
-    assert page.cookies.get("headmaps_rater") == "ann"
-    text = page.text
+    # A name in the query is not an identity any more: the queue still asks.
+    assert 'id="rater-form"' in client.get("/review", params={"rater": "ann"}).text
+    local_name(client, "ann")
+    text = client.get("/review").text
     assert CAPITALS in text and "ZED SAYS" not in text and "zed" not in text  # blind
+    assert "fake-llm" not in text  # nor which LLM wrote it
     assert '<span id="progress">0 of 4</span>' in text
     for n, label in enumerate(("plausible", "partially_plausible", "not_plausible", "cannot_tell"), 1):
         assert f'value="{label}" data-key="{n}"' in text
     assert 'data-key="s"' in text and "the description fits the head&#39;s mappings" in text
     # The cookie remembers the rater; the form posts without JavaScript.
-    done = client.post("/review", data={"description_id": ids["capital"], "label": "plausible"})
+    done = post_form(client, "/review", {"description_id": ids["capital"], "label": "plausible"})
     assert done.status_code == 200 and '<span id="progress">1 of 4</span>' in done.text
     assert "Saved: description #1 rated plausible." in done.text and "copies the current token" in done.text
 
@@ -172,11 +192,12 @@ def test_search_page_links_results_to_heads(site: tuple[TestClient, dict[str, in
         ("/models/tiny/heads/7.0", 404, "layer 7 out of range"),
         ("/models/tiny/heads/1", 404, "not a head"),
         ("/models/tiny?by=size", 422, "colour by category, rating or operation"),
-        ("/review?rater=ann&model=nope", 404, "unknown model"),
+        ("/review?model=nope", 404, "unknown model"),
     ],
 )
 def test_page_errors(site: tuple[TestClient, dict[str, int]], path: str, status: int, message: str) -> None:
     client, _ = site
+    local_name(client, "ann")
     response = client.get(path)
     assert response.status_code == status and message in response.text
     assert response.headers["content-type"].startswith("text/html")

@@ -35,7 +35,7 @@ def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClien
         add_patterns(store)
         bare = model_info("bare", 2, 2)
         store.save_analysis(bare, analysis(bare, ops=("copy",)), settings_key="k")
-    with TestClient(create_app(url)) as c:
+    with TestClient(create_app(url), base_url="http://127.0.0.1") as c:
         yield c
     urls.close()
 

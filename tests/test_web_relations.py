@@ -24,7 +24,7 @@ def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClien
     url = next(urls)
     with open_store(url) as store:
         fill(store)
-    with TestClient(create_app(url)) as c:
+    with TestClient(create_app(url), base_url="http://127.0.0.1") as c:
         yield c
     urls.close()
 

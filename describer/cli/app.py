@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from describer.cli import analyze, describe, evaluate, qk, quality, review, store
+from describer.cli import analyze, describe, evaluate, qk, quality, raters, review, store
 
 app = typer.Typer(
     help="What does each attention head do? MAPS analysis of attention-head weights.",
@@ -31,6 +31,15 @@ db_app = typer.Typer(help="The database: schema version and upgrades.", no_args_
 db_app.command("upgrade")(store.db_upgrade)
 db_app.command("info")(store.db_info)
 app.add_typer(db_app, name="db")
+
+raters_app = typer.Typer(
+    help="Who may rate in the web app: tokens, login links, revocation.", no_args_is_help=True
+)
+raters_app.command("add")(raters.add)
+raters_app.command("list")(raters.list_)
+raters_app.command("revoke")(raters.revoke)
+raters_app.command("link")(raters.link)
+app.add_typer(raters_app, name="raters")
 
 evaluate_app = typer.Typer(
     help="Validate the static scores against the model's behaviour (the MAPS paper's experiments).",

@@ -19,7 +19,7 @@ from describer.cli.console import err, out, user_errors, warn
 from describer.cli.options import DbOpt
 from describer.errors import HeadmapsError
 from describer.maps.patterns import PATTERNS
-from evaluation.embeddings import warm_encoder
+from evaluation.embeddings import embed_in_background, embed_stored
 from evaluation.relations import check_fraction, find_heads
 from evaluation.semantic import Filters, split_min_scores
 from evaluation.semantic import search as run_search
@@ -30,23 +30,48 @@ from store.records import RatingIn, RelationHit
 
 def serve(
     host: Annotated[
-        str, typer.Option(help="Address to bind; loopback unless you mean to share it.")
+        str,
+        typer.Option(help="Address to bind; loopback unless you mean to share it (then raters are needed)."),
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A host name the app answers to besides the bound address (repeatable), e.g. the "
+            "name people reach it by. Other Host headers get 400 (DNS rebinding)."
+        ),
+    ] = None,
     db: DbOpt = None,
 ) -> None:
-    """Serve the review web app: models, heatmaps, heads, the review queue, search, /api/."""
+    """Serve the review web app: models, heatmaps, heads, the review queue, search, /api/.
+
+    Without raters it is one user's app on loopback; with raters (`headmaps raters add`) every
+    rating needs a signed-in rater, and it may listen beyond loopback."""
     # uvicorn and FastAPI only for the command that serves.
     import uvicorn
 
     from evaluation.web import create_app
+    from evaluation.web.auth import is_loopback
 
     with user_errors():
-        web = create_app(db)
-        if host not in ("127.0.0.1", "localhost", "::1"):
-            warn(f"listening on {host}: anyone who can reach it can read and rate the descriptions")
-        warm_encoder()
-        err.print(f"headmaps: serving {web.state.store.url} at http://{host}:{port}/", highlight=False)
+        web = create_app(db, host=host, allowed_hosts=tuple(allowed_host or ()))
+        store = web.state.store
+        if not is_loopback(host) and not store.has_raters():
+            store.close()
+            raise HeadmapsError(
+                f"serving beyond loopback ({host}) needs raters, so that every rating is someone's: "
+                "headmaps raters add NAME"
+            )
+        if host in ("0.0.0.0", "::") and not allowed_host:
+            warn(
+                f"listening on {host}: only requests for {host} itself are answered; give the names "
+                "people use with --allowed-host NAME"
+            )
+        # Descriptions stored without a vector are embedded once, off the request path: a
+        # search request never writes.
+        embed_in_background(store)
+        mode = "raters sign in" if store.has_raters() else "single local user, no raters"
+        err.print(f"headmaps: serving {store.url} at http://{host}:{port}/ ({mode})", highlight=False)
         uvicorn.run(web, host=host, port=port, log_level="warning")
 
 
@@ -143,6 +168,8 @@ def search(
             min_fraction=min_fraction,
         )
         with open_store(db) as store:
+            if mode != "fulltext":
+                embed_stored(store)  # what an older headmaps stored without a vector
             result = run_search(store, query, filters, limit=limit, mode=mode)  # type: ignore[arg-type]
     if as_json:
         sys.stdout.write(
@@ -261,6 +288,9 @@ def rate(
             rater = (sys.stdin.readline() if not sys.stdin.isatty() else input()).strip()
         if not rater:
             raise HeadmapsError("a rater name is needed (--rater NAME)")
+        if store.has_raters() and rater not in {r.name for r in store.list_raters() if r.active}:
+            # Whoever can open the database can write it; the name must still be someone's.
+            raise HeadmapsError(f"{rater!r} is not an active rater of this store (headmaps raters list)")
         out.print("Scale: " + "; ".join(f"{k} {v}: {escape(RATING_MEANINGS[v])}" for k, v in keys.items()))
         after, rated, skipped = 0, 0, set()
         while True:

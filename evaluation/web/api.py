@@ -5,18 +5,20 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Header, Query, Request
+from pydantic import BaseModel
 
 from describer.maps.patterns import PATTERNS
 from evaluation import semantic
 from evaluation.relations import find_heads
 from evaluation.web import queries
+from evaluation.web.auth import guard_of
 from evaluation.web.common import WebError, head_spec, store_of
 from evaluation.web.patterns import PatternGrid, pattern_grid
+from evaluation.web.rating import RatingPost, blind, blind_head, rate, viewer_name
 from store import Store
 from store.labels import CATEGORIES, RATING_LABELS, RATING_MEANINGS
-from store.records import DescriptionOut, HeadView, ModelSummary, RatingIn, RatingOut, RelationHit
+from store.records import DescriptionOut, HeadView, ModelSummary, RatingOut, RelationHit
 
 router = APIRouter(prefix="/api", tags=["api"])
 
@@ -24,14 +26,6 @@ router = APIRouter(prefix="/api", tags=["api"])
 class ModelPage(BaseModel):
     model: ModelSummary
     grid: queries.Grid
-
-
-class RatingPost(BaseModel):
-    description_id: int
-    rater: str = Field(min_length=1, max_length=200)
-    label: str
-    """One of the rating labels (``GET /api/labels``)."""
-    comment: str | None = Field(default=None, max_length=10_000)
 
 
 class PatternInfo(BaseModel):
@@ -51,7 +45,8 @@ class Label(BaseModel):
 
 class ReviewItem(BaseModel):
     description: DescriptionOut | None
-    """The next description to rate, without anyone's ratings (blind); None when all are rated."""
+    """The next description to rate, blind: without anyone's ratings or automatic scores, and
+    without the describing LLM's name (empty); None when all are rated."""
     evidence: HeadView | None
     """The head's mappings and operation scores (its descriptions left out)."""
     progress: queries.Progress
@@ -84,26 +79,16 @@ def parse_min_scores(values: list[str]) -> dict[str, float]:
     return out
 
 
-def rate(store: Store, rating: RatingPost) -> RatingOut:
-    rater = rating.rater.strip()
-    if not rater:
-        raise WebError(422, "rater: a rater name is required")
-    if rating.label not in RATING_LABELS:
-        raise WebError(422, f"unknown rating label {rating.label!r}; use one of {', '.join(RATING_LABELS)}")
-    comment = (rating.comment or "").strip() or None
-    new_id = store.add_rating(
-        RatingIn(description_id=rating.description_id, rater=rater, label=rating.label, comment=comment)
-    )
-    current = store.ratings_for(rating.description_id)
-    return next(r for r in current if r.id == new_id)
-
-
 def review_item(store: Store, rater: str, model: str | None, after: int) -> ReviewItem:
     found = queries.review_next(store, rater, model, after)
     progress = queries.review_progress(store, rater, model)
     if found is None:
         return ReviewItem(description=None, evidence=None, progress=progress)
-    description = store.get_description(found).model_copy(update={"ratings": [], "history": []})
+    # Blind: nobody's ratings, and not which LLM wrote it (a rater's view of one model would
+    # colour the rating); the head page shows both once it is rated.
+    description = store.get_description(found).model_copy(
+        update={"ratings": [], "history": [], "llm_model": "", "llm_host": "", "params": {}, "scores": []}
+    )
     head = store.get_head(description.model, description.layer, description.head)
     return ReviewItem(
         description=description, evidence=head.model_copy(update={"descriptions": []}), progress=progress
@@ -132,7 +117,7 @@ def api_categories() -> list[str]:
 )
 def api_head(request: Request, model: str, spec: str) -> HeadView:
     layer, head = head_spec(spec)
-    return store_of(request).get_head(model, layer, head)
+    return blind_head(store_of(request).get_head(model, layer, head), viewer_name(request))
 
 
 @router.get(
@@ -163,14 +148,14 @@ def api_model(
     """The grid's ``score`` is ``operation``'s relation score or ``pattern``'s score."""
     store = store_of(request)
     summary = store.get_model(model)
-    grid = queries.grid(store, model, operation or None, pattern or None)
+    grid = queries.grid(store, model, operation or None, pattern or None, viewer=viewer_name(request))
     cells = [[queries.Cell(**c) for c in row] for row in grid.cells]
     return ModelPage(model=summary, grid=grid.model_copy(update={"cells": cells}))
 
 
 @router.get("/descriptions/{description_id}", response_model=DescriptionOut, summary="One description")
 def api_description(request: Request, description_id: int) -> DescriptionOut:
-    return store_of(request).get_description(description_id)
+    return blind(store_of(request).get_description(description_id), viewer_name(request))
 
 
 @router.get("/search", response_model=semantic.SearchResult, summary="Search descriptions")
@@ -227,14 +212,32 @@ def api_relations(
 
 
 @router.post("/ratings", response_model=RatingOut, status_code=201, summary="Rate a description")
-def api_rate(request: Request, rating: RatingPost) -> RatingOut:
+def api_rate(
+    request: Request,
+    rating: RatingPost,
+    x_csrf_token: str | None = Header(default=None, max_length=200),
+) -> RatingOut:
     """Store the rater's current rating of the description; an earlier one by the same rater
-    is kept as history."""
-    return rate(store_of(request), rating)
+    is kept as history. Once raters exist, send ``Authorization: Bearer TOKEN`` (or the
+    browser's session cookie with its ``X-CSRF-Token``); ``rater`` may then be left out."""
+    return rate(request, rating, x_csrf_token)
 
 
 @router.get("/review/next", response_model=ReviewItem, summary="The next description a rater has not rated")
-def api_review_next(request: Request, rater: str, model: str | None = None, after: int = 0) -> ReviewItem:
-    if not rater.strip():
+def api_review_next(
+    request: Request, rater: str | None = None, model: str | None = None, after: int = 0
+) -> ReviewItem:
+    """Once raters exist, the signed-in rater's queue (``rater``, if given, must be them);
+    on a local server without raters, ``rater`` names the queue."""
+    guard = guard_of(request)
+    viewer = guard.viewer(request)
+    claimed = (rater or "").strip() or None
+    if guard.raters_exist():
+        if viewer.rater_id is None:
+            raise WebError(401, "sign in as a rater first: Authorization: Bearer TOKEN")
+        if claimed is not None and claimed != viewer.name:
+            raise WebError(403, f"signed in as {viewer.name!r}: cannot read the queue of {claimed!r}")
+        claimed = viewer.name
+    if claimed is None:
         raise WebError(422, "rater: a rater name is required")
-    return review_item(store_of(request), rater.strip(), model or None, after)
+    return review_item(store_of(request), claimed, model or None, after)

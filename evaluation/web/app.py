@@ -5,8 +5,10 @@ are LLM output and are treated as untrusted text everywhere. Pages also send a
 Content-Security-Policy that allows only the app's own script file, so even a bug in escaping
 could not run an injected script. The JSON API under ``/api/`` serves the same data.
 
-The routes are ``api.router`` and ``pages.router``; what they share (errors, URLs, the store,
-templates) is ``common``.
+The routes are ``api.router``, ``pages.router`` and ``login.router``; what they share (errors,
+URLs, the store, templates) is ``common``. Every request passes ``auth.Guard`` first: its Host
+is one this server answers to, a write comes from this site, and the signed session cookie says
+who is asking (see ``evaluation.web.auth``).
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
 
 from describer.errors import HeadmapsError
 from evaluation.web.api import router as api_router
+from evaluation.web.auth import CSRF_FIELD, Guard, guard_of
 from evaluation.web.common import HERE, WebError, environment, status_of
+from evaluation.web.login import router as login_router
 from evaluation.web.pages import router as pages_router
 from store import open_store
 
@@ -32,9 +37,14 @@ CSP = (
 )
 
 
-def create_app(store_url: str | None = None) -> FastAPI:
-    """The app over the store at ``store_url`` (default: ``store.default_url()``)."""
+def create_app(
+    store_url: str | None = None, *, host: str = "127.0.0.1", allowed_hosts: tuple[str, ...] = ()
+) -> FastAPI:
+    """The app over the store at ``store_url`` (default: ``store.default_url()``), answering
+    to ``host`` (the address it is bound to; loopback names too when that is loopback) and to
+    ``allowed_hosts``."""
     store = open_store(store_url)
+    guard = Guard(store, host, allowed_hosts)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -48,7 +58,8 @@ def create_app(store_url: str | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.store = store
-    app.state.templates = Jinja2Templates(env=environment())
+    app.state.guard = guard
+    app.state.templates = Jinja2Templates(env=environment(), context_processors=[_page_context])
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.exception_handler(HeadmapsError)
@@ -58,6 +69,14 @@ def create_app(store_url: str | None = None) -> FastAPI:
     @app.exception_handler(WebError)
     async def _web_error(request: Request, exc: WebError) -> Response:
         return _error(request, exc.status, str(exc))
+
+    @app.exception_handler(ValidationError)
+    async def _invalid_model(request: Request, exc: ValidationError) -> Response:
+        # A form's fields checked by a pydantic model in the route: too long, wrong type.
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors()
+        )
+        return _error(request, 422, problems)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -70,7 +89,11 @@ def create_app(store_url: str | None = None) -> FastAPI:
 
     @app.middleware("http")
     async def _headers(request: Request, call_next) -> Response:  # noqa: ANN001
+        refusal = guard.refuse(request)
+        if refusal is not None:
+            return refusal
         response = await call_next(request)
+        guard.set_cookie(request, response)
         response.headers["X-Content-Type-Options"] = "nosniff"
         if response.headers.get("content-type", "").startswith(
             "text/html"
@@ -80,8 +103,24 @@ def create_app(store_url: str | None = None) -> FastAPI:
         return response
 
     app.include_router(api_router)
+    app.include_router(login_router)
     app.include_router(pages_router)
     return app
+
+
+def _page_context(request: Request) -> dict:
+    """What every page's template gets: the CSRF token of its forms and who is viewing."""
+    guard = guard_of(request)
+    try:
+        viewer = guard.viewer(request)
+    except WebError:
+        viewer = None
+    return {
+        "csrf_field": CSRF_FIELD,
+        "csrf_token": guard.csrf_token(guard.session_of(request, keep=True)),
+        "viewer": viewer,
+        "local_mode": guard.local_mode(),
+    }
 
 
 def _jsonable(errors: list) -> list:

@@ -14,14 +14,15 @@ from describer.maps.patterns import PATTERNS
 from evaluation import semantic
 from evaluation.relations import find_heads
 from evaluation.web import queries
-from evaluation.web.api import RatingPost, labels, parse_min_scores, rate, review_item
+from evaluation.web.api import labels, parse_min_scores, review_item
+from evaluation.web.auth import guard_of
 from evaluation.web.common import WebError, head_spec, head_url, model_url, render, store_of
 from evaluation.web.patterns import head_rows, scale_of, shade, stored_patterns
+from evaluation.web.rating import MAX_COMMENT, RatingPost, blind_head, rate, viewer_name
 from evaluation.web.report import build_report
 from store.labels import CATEGORIES, CATEGORY_MEANINGS, RATING_LABELS
 
 router = APIRouter(include_in_schema=False)
-RATER_COOKIE = "headmaps_rater"
 
 CATEGORY_COLOURS = {
     "knowledge_recalling": "#4e79a7",
@@ -82,15 +83,6 @@ def heatmap_cells(grid: queries.Grid, colour: list[list[str]], base: str) -> Mar
     return Markup("".join(parts))
 
 
-def _rater(request: Request) -> str:
-    return (request.query_params.get("rater") or request.cookies.get(RATER_COOKIE) or "").strip()
-
-
-def _remember(response: Response, rater: str) -> Response:
-    response.set_cookie(RATER_COOKIE, rater, max_age=365 * 24 * 3600, samesite="lax")
-    return response
-
-
 @router.get("/", response_class=HTMLResponse)
 @router.get("/models", response_class=HTMLResponse)
 def models_page(request: Request) -> HTMLResponse:
@@ -101,7 +93,8 @@ def models_page(request: Request) -> HTMLResponse:
 def head_page(request: Request, model: str, spec: str) -> HTMLResponse:
     layer, head = head_spec(spec)
     store = store_of(request)
-    view = store.get_head(model, layer, head)
+    viewer = viewer_name(request)
+    view = blind_head(store.get_head(model, layer, head), viewer)
     return render(
         request,
         "head.html",
@@ -109,9 +102,18 @@ def head_page(request: Request, model: str, spec: str) -> HTMLResponse:
         patterns=head_rows(view.patterns),
         n_heads=queries.head_count(store, model),
         labels=labels(),
-        rater=_rater(request),
+        rater=viewer or "",
         saved=request.query_params.get("saved"),
         one_line=queries.one_line,
+    )
+
+
+@router.get("/descriptions/{description_id}")
+def description_page(request: Request, description_id: int) -> Response:
+    """A description's place on its head's page."""
+    d = queries.description_location(store_of(request), description_id)
+    return RedirectResponse(
+        f"{head_url(d['model'], d['layer'], d['head'])}#d{description_id}", status_code=303
     )
 
 
@@ -121,19 +123,20 @@ def head_rate(
     model: str,
     spec: str,
     description_id: int = Form(...),
-    rater: str = Form(""),
-    label: str = Form(""),
-    comment: str = Form(""),
+    rater: str = Form("", max_length=200),
+    label: str = Form("", max_length=50),
+    comment: str = Form("", max_length=MAX_COMMENT),
+    csrf_token: str = Form("", max_length=200),
 ) -> Response:
     layer, head = head_spec(spec)
-    if not rater.strip():
-        raise WebError(422, "enter your name as rater before rating")
     rating = rate(
-        store_of(request),
-        RatingPost(description_id=description_id, rater=rater, label=label, comment=comment),
+        request,
+        RatingPost(description_id=description_id, rater=rater or None, label=label, comment=comment),
+        csrf_token,
+        head=(model, layer, head),
     )
     url = f"{head_url(model, layer, head)}?saved={rating.description_id}#d{rating.description_id}"
-    return _remember(RedirectResponse(url, status_code=303), rating.rater)
+    return RedirectResponse(url, status_code=303)
 
 
 # The report is one self-contained file with its own inline script and style (it is meant to be
@@ -147,7 +150,8 @@ REPORT_CSP = (
 @router.get("/models/{model:path}/report", response_class=HTMLResponse)
 def report_page(request: Request, model: str, download: bool = False) -> HTMLResponse:
     """The model's self-contained HTML report (``headmaps report``), served or downloaded."""
-    html = build_report(store_of(request), model, resamples=200)
+    viewer = viewer_name(request)
+    html = build_report(store_of(request), model, resamples=200, shown=lambda view: blind_head(view, viewer))
     headers = {"Content-Security-Policy": REPORT_CSP}
     if download:
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", model)
@@ -199,7 +203,7 @@ def model_page(
                 404, f"no attention-pattern scores stored for {model}; run: headmaps analyze {model}"
             )
         chosen = pattern or stored[0]
-    grid = queries.grid(store, model, operation, chosen)
+    grid = queries.grid(store, model, operation, chosen, viewer=viewer_name(request))
     meaning = PATTERNS.get(chosen or "")
     if by == "pattern":
         scale = scale_of(
@@ -246,44 +250,46 @@ def model_page(
 
 @router.get("/review", response_class=HTMLResponse)
 def review_page(request: Request, model: str = "", after: int = 0) -> Response:
-    rater = _rater(request)
-    if not rater or request.query_params.get("change"):
-        return render(request, "review_name.html", model=model, labels=labels())
-    item = review_item(store_of(request), rater, model or None, after)
-    response = render(
+    guard = guard_of(request)
+    viewer = guard.viewer(request)
+    if viewer.name is None or (request.query_params.get("change") and guard.local_mode()):
+        if not guard.local_mode():
+            target = "/review" + (f"?{urlencode({'model': model})}" if model else "")
+            return RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)
+        return render(request, "review_name.html", model=model, labels=labels(), rater=viewer.name or "")
+    item = review_item(store_of(request), viewer.name, model or None, after)
+    return render(
         request,
         "review.html",
         item=item,
-        rater=rater,
+        rater=viewer.name,
         model=model,
         labels=labels(),
         saved=request.query_params.get("saved"),
         saved_label=request.query_params.get("label"),
         one_line=queries.one_line,
     )
-    return _remember(response, rater) if request.query_params.get("rater") else response
 
 
 @router.post("/review")
 def review_rate(
     request: Request,
     description_id: int = Form(...),
-    rater: str = Form(""),
-    label: str = Form(""),
-    comment: str = Form(""),
-    model: str = Form(""),
+    rater: str = Form("", max_length=200),
+    label: str = Form("", max_length=50),
+    comment: str = Form("", max_length=MAX_COMMENT),
+    model: str = Form("", max_length=300),
+    csrf_token: str = Form("", max_length=200),
 ) -> Response:
-    rater = rater.strip() or _rater(request)
-    if not rater:
-        raise WebError(422, "enter your name as rater before rating")
     rating = rate(
-        store_of(request),
-        RatingPost(description_id=description_id, rater=rater, label=label, comment=comment),
+        request,
+        RatingPost(description_id=description_id, rater=rater or None, label=label, comment=comment),
+        csrf_token,
     )
     query = {"after": description_id, "saved": description_id, "label": rating.label}
     if model:
         query["model"] = model
-    return _remember(RedirectResponse(f"/review?{urlencode(query)}", status_code=303), rater)
+    return RedirectResponse(f"/review?{urlencode(query)}", status_code=303)
 
 
 @router.get("/search", response_class=HTMLResponse)

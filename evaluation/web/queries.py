@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 from sqlalchemy import Connection, Executable, and_, exists, func, select
 
-from describer.errors import HeadmapsError
+from describer.errors import InvalidValue, NotFound
 from describer.maps.patterns import check_pattern
 from evaluation.web.patterns import ordered
 from store import tables as S
@@ -71,7 +71,7 @@ def one_line(pattern: str | None, inputs: str | None, reasoning: str | None, sta
 def model_row(session: Session, name: str) -> S.Model:
     model = session.scalar(select(S.Model).where(S.Model.name == name))
     if model is None:
-        raise HeadmapsError(f"unknown model {name!r} in the store")
+        raise NotFound(f"unknown model {name!r} in the store")
     return model
 
 
@@ -112,10 +112,19 @@ def _rows(conn: Connection, statement: Executable) -> list[tuple]:
         cursor.close()
 
 
-def grid(store: Store, model: str, operation: str | None = None, pattern: str | None = None) -> Grid:
+def grid(
+    store: Store,
+    model: str,
+    operation: str | None = None,
+    pattern: str | None = None,
+    *,
+    viewer: str | None = None,
+) -> Grid:
     """Every head of ``model`` with its latest description, rating summary and (when
     ``operation`` is given) that operation's score from the latest analysis scoring it, or
     (when ``pattern`` is given) that attention pattern's score from the latest pattern analysis.
+    A cell's rating label counts only descriptions ``viewer`` has rated (blind review: nobody
+    sees how others judged a description before judging it); its number counts them all.
 
     Rows are read through Core (no ORM objects) into plain dicts and the result is built
     without re-validation: a 5,120-head grid is about 20,000 rows."""
@@ -124,15 +133,15 @@ def grid(store: Store, model: str, operation: str | None = None, pattern: str | 
         ops = operations(session, m.id)
         if operation is not None and operation not in ops:
             known = ", ".join(ops) if ops else "none"
-            raise HeadmapsError(f"no scores for operation {operation!r} of {model}; scored: {known}")
+            raise NotFound(f"no scores for operation {operation!r} of {model}; scored: {known}")
         if operation is not None and pattern is not None:
-            raise HeadmapsError("colour by an operation or by an attention pattern, not both")
+            raise InvalidValue("colour by an operation or by an attention pattern, not both")
         pattern_analysis, patterns = latest_patterns(session, m.id)
         if pattern is not None:
             check_pattern(pattern)
             if pattern not in patterns:
                 known = ", ".join(patterns) if patterns else "none"
-                raise HeadmapsError(f"no scores for pattern {pattern!r} of {model}; stored: {known}")
+                raise NotFound(f"no scores for pattern {pattern!r} of {model}; stored: {known}")
         conn = session.connection()
         blank = {f: None for f in ("line", "description_id", "category", "status", "rating", "score")}
         cells = [
@@ -172,21 +181,28 @@ def grid(store: Store, model: str, operation: str | None = None, pattern: str | 
             cell["line"] = one_line(first_text, None, None, status)
         # Current ratings are few next to descriptions: read them all, keep this model's.
         counts: dict[int, dict[str, int]] = {}
-        for hid, label in _rows(
-            conn,
-            select(d.head_id, S.Rating.label)
-            .join(d, d.id == S.Rating.description_id)
-            .where(S.Rating.is_current),
-        ):
-            if hid in heads:
-                counter = counts.get(hid)
-                if counter is None:
-                    counter = counts[hid] = {}
+        totals: dict[int, int] = {}
+        rows = [
+            r
+            for r in _rows(
+                conn,
+                select(d.head_id, S.Rating.label, S.Rating.description_id, S.Rating.rater)
+                .join(d, d.id == S.Rating.description_id)
+                .where(S.Rating.is_current),
+            )
+            if r[0] in heads
+        ]
+        seen = {did for _, _, did, rater in rows if rater == viewer}
+        for hid, label, did, _ in rows:
+            totals[hid] = totals.get(hid, 0) + 1
+            if did in seen:
+                counter = counts.setdefault(hid, {})
                 counter[label] = counter.get(label, 0) + 1
         rank = {label: n for n, label in enumerate(RATING_LABELS)}
-        for hid, counter in counts.items():
-            best = max(counter, key=lambda label: (counter[label], -rank.get(label, 99)))
-            heads[hid].update(rating=best, ratings=sum(counter.values()))
+        for hid, total in totals.items():
+            counter = counts.get(hid)
+            best = max(counter, key=lambda label: (counter[label], -rank.get(label, 99))) if counter else None
+            heads[hid].update(rating=best, ratings=total)
         if operation is not None:
             # The latest analysis that scored the operation, at its default k: a primary-key
             # probe per (analysis, operation) pair, newest first, instead of a join that
@@ -303,7 +319,7 @@ def description_location(store: Store, description_id: int) -> dict[str, Any]:
             .where(S.Description.id == description_id)
         ).first()
     if row is None:
-        raise HeadmapsError(f"no description with id {description_id}")
+        raise NotFound(f"no description with id {description_id}")
     return {"model": row[0], "layer": row[1], "head": row[2]}
 
 
