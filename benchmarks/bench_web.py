@@ -260,7 +260,7 @@ def main() -> None:
         model = info.name
         rng = random.Random(5)
         heads = [(rng.randrange(args.layers), rng.randrange(args.heads)) for _ in range(60)]
-        with TestClient(create_app(url)) as client:
+        with TestClient(create_app(url), base_url="http://127.0.0.1") as client:
             assert client.get(f"/models/{model}/heads/0.0").status_code == 200
             head_page = timed(
                 lambda h: client.get(f"/models/{model}/heads/%d.%d" % h).raise_for_status(), heads
