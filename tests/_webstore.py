@@ -3,12 +3,7 @@ descriptions (one of each hostile HTML), filled through the Store API."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-
+from benchmarks.rating_load import serving
 from store import Store
 from store.records import RelationIn
 from tests._storedb import analysis, definitions, description, model_info
@@ -89,27 +84,6 @@ def fill(store: Store) -> dict[str, int]:
     return ids
 
 
-@contextmanager
-def live_server(url: str) -> Iterator[str]:
-    """The web app over the store at ``url``, served by uvicorn on a free loopback port in a
-    thread; yields its base URL."""
-    import uvicorn
-
-    from evaluation.web import create_app
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(url), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+live_server = serving
+"""The web app over the store at ``url``, served by uvicorn on a free loopback port in a thread;
+yields its base URL (the load benchmark's server)."""
