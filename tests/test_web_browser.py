@@ -172,6 +172,28 @@ def test_report_from_the_model_page_runs_its_filter_and_stays_inert(page, site) 
     assert page.evaluate("window.__pwned") is None and page.locator("#injected").count() == 0
 
 
+@pytest.mark.parametrize(
+    ("path", "rendered"), [("/docs", ".opblock-summary"), ("/redoc", "[data-section-id]")]
+)
+def test_api_docs_render_without_a_network(page, site, path: str, rendered: str) -> None:  # noqa: ANN001
+    base, _ = site
+    outside: list[str] = []
+
+    def only_local(route) -> None:  # noqa: ANN001
+        if route.request.url.startswith(base):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    page.goto(base + path)
+    page.wait_for_selector(rendered)
+    assert "Rate a description" in page.text_content("body")
+    # Everything came from the app; ReDoc's bundle only tries its own footer logo on its CDN.
+    assert [u for u in outside if u != "https://cdn.redoc.ly/redoc/logo-mini.svg"] == []
+
+
 # --- raters ------------------------------------------------------------------------------------
 
 

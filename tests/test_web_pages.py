@@ -225,3 +225,15 @@ def test_model_page_links_to_its_report_which_renders_inert(site: tuple[TestClie
     assert download.headers["content-disposition"] == 'attachment; filename="tiny-report.html"'
     missing = client.get("/models/nope/report")
     assert missing.status_code == 404 and "nope" in missing.text
+
+
+def test_api_docs_are_served_from_local_files(site: tuple[TestClient, dict[str, int]]) -> None:
+    client, _ = site
+    for path in ("/docs", "/redoc"):
+        page = client.get(path)
+        assert page.status_code == 200
+        urls = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+        assert urls and all(u.startswith("/docs-assets/") for u in urls), urls  # no CDN
+        for url in urls:
+            asset = client.get(url)
+            assert asset.status_code == 200 and len(asset.content) > 1000, url

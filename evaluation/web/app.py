@@ -15,9 +15,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
+import fastapi_offline
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -30,6 +33,9 @@ from evaluation.web.common import HERE, WebError, environment, status_of
 from evaluation.web.login import router as login_router
 from evaluation.web.pages import router as pages_router
 from store import open_store
+
+DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
+"""Swagger UI's and ReDoc's files, from the ``fastapi-offline`` package (no network needed)."""
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
@@ -56,11 +62,34 @@ def create_app(
         summary="Review, rate and search the descriptions of attention heads.",
         version="1",
         lifespan=lifespan,
+        docs_url=None,  # served below from local files: FastAPI's default loads them from a CDN
+        redoc_url=None,
     )
     app.state.store = store
     app.state.guard = guard
     app.state.templates = Jinja2Templates(env=environment(), context_processors=[_page_context])
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.mount("/docs-assets", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def _swagger() -> Response:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="headmaps API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    def _redoc() -> Response:
+        return get_redoc_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="headmaps API",
+            redoc_js_url="/docs-assets/redoc.standalone.js",
+            redoc_favicon_url="/docs-assets/favicon.png",
+            with_google_fonts=False,
+        )
 
     @app.exception_handler(HeadmapsError)
     async def _headmaps_error(request: Request, exc: HeadmapsError) -> Response:
