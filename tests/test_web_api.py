@@ -201,3 +201,9 @@ def test_openapi_documents_the_api(client: TestClient) -> None:
     ):
         assert path in paths
     assert client.get("/docs").status_code == 200
+
+
+def test_openapi_declares_the_bearer_token(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert spec["paths"]["/api/ratings"]["post"]["security"] == [{"HTTPBearer": []}]

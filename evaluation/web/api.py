@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
 from describer.maps.patterns import PATTERNS
@@ -21,6 +22,8 @@ from store.labels import CATEGORIES, RATING_LABELS, RATING_MEANINGS
 from store.records import DescriptionOut, HeadView, ModelSummary, RatingOut, RelationHit
 
 router = APIRouter(prefix="/api", tags=["api"])
+BEARER = HTTPBearer(auto_error=False, description="A rater's token (headmaps raters add NAME).")
+"""Declared so the API docs offer "Authorize"; ``auth.Guard`` reads and checks the header."""
 
 
 class ModelPage(BaseModel):
@@ -216,6 +219,7 @@ def api_rate(
     request: Request,
     rating: RatingPost,
     x_csrf_token: str | None = Header(default=None, max_length=200),
+    _token: HTTPAuthorizationCredentials | None = Security(BEARER),  # noqa: B008
 ) -> RatingOut:
     """Store the rater's current rating of the description; an earlier one by the same rater
     is kept as history. Once raters exist, send ``Authorization: Bearer TOKEN`` (or the
@@ -225,7 +229,11 @@ def api_rate(
 
 @router.get("/review/next", response_model=ReviewItem, summary="The next description a rater has not rated")
 def api_review_next(
-    request: Request, rater: str | None = None, model: str | None = None, after: int = 0
+    request: Request,
+    rater: str | None = None,
+    model: str | None = None,
+    after: int = 0,
+    _token: HTTPAuthorizationCredentials | None = Security(BEARER),  # noqa: B008
 ) -> ReviewItem:
     """Once raters exist, the signed-in rater's queue (``rater``, if given, must be them);
     on a local server without raters, ``rater`` names the queue."""
