@@ -134,7 +134,8 @@ def test_the_linear_proxy_fits_the_residual() -> None:
     adapter = adapter_for(model)
     settings = AnalysisSettings(source="residual", readable_only=False, salient_proxy="linear")
     analyzer = Analyzer(adapter, TOKENIZER, settings)
-    approximate = _proxy(analyzer, analyzer.residual, None, None)
+    approximate, same_above_0 = _proxy(analyzer, analyzer.residual, None, None)
+    assert not same_above_0  # a map per layer
     every = torch.arange(VOCAB)
     torch.testing.assert_close(
         approximate(0, 0, VOCAB), analyzer.residual.rows(0, every), rtol=1e-3, atol=1e-3

@@ -211,7 +211,11 @@ class Analyzer:
         """``‖x W_V W_O‖ / ‖x‖`` for each head of ``layer``, where x is what W_V reads for
         ``ids`` (or for the given source ``rows``)."""
         lay = self.layer(layer)
-        x = self._value_input(layer, self.source_rows(layer, ids) if rows is None else rows)
+        return self.amplify(lay, self.source_rows(layer, ids) if rows is None else rows)
+
+    def amplify(self, lay: _Layer, rows: Tensor) -> Float[Tensor, "n n_heads"]:
+        """``amplification`` with the layer's matrices given (held across a sweep)."""
+        x = lay.norm(rows) if lay.norm is not None else rows
         s = (x @ lay.W_V).view(x.shape[0], self.n_kv, self.hd)
         t = torch.einsum("nkh,khg->nkg", s, lay.amp_factor)
         norms = t.reshape(x.shape[0], self.n_heads, self.hd).norm(dim=-1)

@@ -16,6 +16,7 @@ documents in its training data), else the EOS token.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import torch
@@ -98,8 +99,9 @@ PROXY_SAMPLE = 4096
 
 def _proxy(
     analyzer: Analyzer, residual: ResidualSource, mask: Tensor | None, progress: Progress | None
-) -> Callable[[int, int, int], Tensor]:
-    """``approximate(layer, start, stop)``: cheap stand-in rows for tokens ``start..stop``.
+) -> tuple[Callable[[int, int, int], Tensor], bool]:
+    """``approximate(layer, start, stop)``: cheap stand-in rows for tokens ``start..stop``, and
+    whether they are the same for every layer above 0.
 
     ``linear``: per layer, the least-squares map from a token's embedding (and a constant) to its
     exact residual, fitted on ``PROXY_SAMPLE`` tokens run through the model; ``embed+mlp0``: the
@@ -110,13 +112,13 @@ def _proxy(
             embedded = analyzer._embed(slice(start, stop))
             return embedded if layer == 0 else analyzer._represent(embedded, "embed+mlp0")
 
-        return weights_only
+        return weights_only, True
     maps = linear_maps(analyzer, residual, mask, progress)
 
     def linear(layer: int, start: int, stop: int) -> Tensor:
         return analyzer._embed(slice(start, stop)) @ maps[layer][:-1] + maps[layer][-1]
 
-    return linear
+    return linear, False
 
 
 def proxy_sample(analyzer: Analyzer, mask: Tensor | None) -> Tensor:
@@ -155,25 +157,36 @@ def residual_salient(
     V = analyzer.vocab_size
     mask = analyzer.readable_mask() if s.readable_only else None
     step = 8192
-    approximate = _proxy(analyzer, residual, mask, progress)
-    candidates: list[Tensor] = []
-    for layer in range(L):
-        best = torch.full((H, 0), float("-inf"), device=analyzer.device)
-        best_i = torch.zeros((H, 0), dtype=torch.long, device=analyzer.device)
-        for start in range(0, V, step):
-            stop = min(start + step, V)
-            rows = approximate(layer, start, stop)
-            amp = analyzer.amplification(layer, slice(start, stop), rows=rows).T  # [H, c]
+    approximate, same_above_0 = _proxy(analyzer, residual, mask, progress)
+    # Every layer's value and amplification matrices, held for the sweep (not W_O, the large
+    # part): the vocabulary is swept once, each chunk's proxy rows computed once and scored by
+    # every layer (the embed+mlp0 rows are the same for all layers above 0; computing them per
+    # layer ran block 0's MLP over the vocabulary L times).
+    layers = [replace(analyzer.layer(layer), W_O=torch.empty(0)) for layer in range(L)]
+    best = [torch.full((H, 0), float("-inf"), device=analyzer.device) for _ in range(L)]
+    best_i = [torch.zeros((H, 0), dtype=torch.long, device=analyzer.device) for _ in range(L)]
+    chunks = range(0, V, step)
+    for n_done, start in enumerate(chunks, 1):
+        stop = min(start + step, V)
+        shared: Tensor | None = None
+        for layer in range(L):
+            if same_above_0 and layer > 0:
+                shared = approximate(layer, start, stop) if shared is None else shared
+                rows = shared
+            else:
+                rows = approximate(layer, start, stop)
+            amp = analyzer.amplify(layers[layer], rows).T  # [H, c]
             if mask is not None:
                 amp = amp.masked_fill(~mask[start:stop], float("-inf"))
             v, i = amp.topk(min(M, stop - start), dim=1)
-            merged_v, merged_i = torch.cat([best, v], 1), torch.cat([best_i, i + start], 1)
+            merged_v = torch.cat([best[layer], v], 1)
+            merged_i = torch.cat([best_i[layer], i + start], 1)
             keep = merged_v.topk(min(M, merged_v.shape[1]), dim=1)
-            best, best_i = keep.values, merged_i.gather(1, keep.indices)
-        finite = best_i[torch.isfinite(best)]
-        candidates.append(torch.unique(finite))
+            best[layer], best_i[layer] = keep.values, merged_i.gather(1, keep.indices)
         if progress:
-            progress("salient candidates", layer + 1, L)
+            progress("salient candidates", n_done, len(chunks))
+    del layers
+    candidates = [torch.unique(best_i[layer][torch.isfinite(best[layer])]) for layer in range(L)]
     residual.ensure(torch.unique(torch.cat(candidates)), progress)
     ids_out = torch.empty(L, H, N, dtype=torch.long)
     amp_out = torch.full((L, H, N), float("-inf"))
