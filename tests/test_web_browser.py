@@ -102,7 +102,7 @@ def test_find_a_head_through_search(page, site) -> None:  # noqa: ANN001
     page.wait_for_selector("#results")
     assert "ranked by fulltext" in page.text_content("#mode")
     page.click("#results li a")
-    page.wait_for_url(re.compile(r"/models/tiny/heads/2\.3"))
+    page.wait_for_url(re.compile(r"/models/tiny/heads/L2\.H3"))
     assert "turns verbs into their past tense" in page.text_content("main")
 
 
@@ -110,13 +110,13 @@ def test_heatmap_hover_and_click_into_a_head(page, site) -> None:  # noqa: ANN00
     base, _ = site
     page.goto(f"{base}/models/tiny")
     assert page.locator("#heatmap a.cell").count() == 12
-    page.hover('a.cell[data-head="1.2"]')
+    page.hover('a.cell[data-head="L1.H2"]')
     page.wait_for_function(f"document.getElementById('hover-info').textContent.includes({CAPITALS!r})")
     page.select_option("#colour-by", "operation")  # the select submits itself
     page.wait_for_url(re.compile(r"by=operation"))
-    assert re.match(r"1\.2 \(0\.\d\d\): ", page.get_attribute('a.cell[data-head="1.2"]', "title"))
-    page.click('a.cell[data-head="1.2"]')
-    page.wait_for_url(re.compile(r"/models/tiny/heads/1\.2$"))
+    assert re.match(r"L1\.H2 \(0\.\d\d\): ", page.get_attribute('a.cell[data-head="L1.H2"]', "title"))
+    page.click('a.cell[data-head="L1.H2"]')
+    page.wait_for_url(re.compile(r"/models/tiny/heads/L1\.H2$"))
     assert page.text_content("h1") == "tiny · layer 1 · head 2"
     assert CAPITALS in page.text_content("article.description")
 
@@ -145,7 +145,7 @@ def test_hostile_description_is_inert_in_the_dom(page, site) -> None:  # noqa: A
     assert page.text_content("article.description .pattern") == XSS
     assert XSS in page.text_content("article.description .reasoning")
     page.goto(f"{base}/models/tiny")
-    page.hover('a.cell[data-head="2.0"]')
+    page.hover('a.cell[data-head="L2.H0"]')
     assert page.text_content("#hover-info") == f"2.0: {XSS}"
     assert page.locator("#injected").count() == 0 and page.evaluate("window.__pwned") is None
 

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from evaluation.web import create_app
-from evaluation.web.pages import blues
+from evaluation.web.heatmap import blues
 from store import open_store
 from store.records import PatternsIn
 from tests._patternstore import LATEST, add_patterns
@@ -42,7 +42,7 @@ def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClien
 
 def cells(page: str) -> dict[str, tuple[str, str]]:
     """The heatmap's cells: head -> (background, title)."""
-    found = re.findall(r'style="background:(#[0-9a-f]{6})" data-head="(\d+\.\d+)" title="([^"]*)"', page)
+    found = re.findall(r'style="background:(#[0-9a-f]{6})" data-head="(L\d+\.H\d+)" title="([^"]*)"', page)
     return {head: (colour, html.unescape(title)) for colour, head, title in found}
 
 
@@ -51,10 +51,10 @@ def test_model_heatmap_coloured_by_a_fraction(client: TestClient) -> None:
     assert page.status_code == 200
     shown = cells(page.text)
     assert len(shown) == 12
-    assert shown["1.2"] == (blues(0.83), "1.2 (0.83): maps nations to their capital cities")
-    assert shown["0.1"][0] == blues(0.45) and shown["0.1"][1].startswith("0.1 (0.45): ")
-    assert shown["0.0"] == (blues(0.0), "0.0 (0.00): not described")
-    assert shown["2.3"][1].startswith("2.3 (0.10): ")  # the latest analysis, not the older 0.99
+    assert shown["L1.H2"] == (blues(0.83), "L1.H2 (0.83): maps nations to their capital cities")
+    assert shown["L0.H1"][0] == blues(0.45) and shown["L0.H1"][1].startswith("L0.H1 (0.45): ")
+    assert shown["L0.H0"] == (blues(0.0), "L0.H0 (0.00): not described")
+    assert shown["L2.H3"][1].startswith("L2.H3 (0.10): ")  # the latest analysis, not the older 0.99
     # The selector offers the stored patterns in PATTERNS order, this one chosen.
     select = page.text[
         page.text.index('<select name="pattern"') : page.text.index(
@@ -73,16 +73,16 @@ def test_model_heatmap_coloured_by_a_fraction(client: TestClient) -> None:
     # A pattern alone picks the colouring; without one, the first stored pattern is shown.
     assert cells(client.get("/models/tiny", params={"pattern": "induction"}).text) == shown
     first = cells(client.get("/models/tiny", params={"by": "pattern"}).text)
-    assert first["0.1"][1].startswith("0.1 (0.90): ")  # previous_token
+    assert first["L0.H1"][1].startswith("L0.H1 (0.90): ")  # previous_token
 
 
 def test_entropy_is_shaded_on_the_models_own_maximum(client: TestClient) -> None:
     page = client.get("/models/tiny", params={"by": "pattern", "pattern": "entropy"}).text
     shown = cells(page)
     top = LATEST["entropy"][2][3]  # 3.3 nats, the darkest cell
-    assert shown["2.3"] == (blues(1.0), "2.3 (3.30): turns verbs into their past tense")
-    assert shown["0.0"][0] == blues(1.0 / top)
-    assert shown["1.2"][0] == blues(2.2 / top)
+    assert shown["L2.H3"] == (blues(1.0), "L2.H3 (3.30): turns verbs into their past tense")
+    assert shown["L0.H0"][0] == blues(1.0 / top)
+    assert shown["L1.H2"][0] == blues(2.2 / top)
     assert "3.3 nats" in page  # the legend's top
 
 
@@ -158,7 +158,7 @@ def test_an_unknown_pattern_name_is_escaped(client: TestClient) -> None:
 def search(client: TestClient, q: str, op: str, minimum: str) -> list[str]:
     page = client.get("/search", params={"q": q, "mode": "fulltext", "op": op, "min_score": minimum})
     assert page.status_code == 200
-    return re.findall(r'href="/models/tiny/heads/(\d+\.\d+)#d', page.text)
+    return [f"{a}.{b}" for a, b in re.findall(r'href="/models/tiny/heads/L(\d+)\.H(\d+)#d', page.text)]
 
 
 def test_search_page_filters_by_a_pattern(client: TestClient) -> None:

@@ -44,8 +44,8 @@ def test_choosing_a_pattern_recolours_the_heatmap(page) -> None:  # noqa: ANN001
     page.wait_for_url(re.compile(r"by=pattern.*pattern=induction"))
     assert page.get_attribute('a.cell[data-head="1.2"]', "title").startswith("1.2 (0.83): ")
     assert page.input_value("#colour-by") == "pattern"
-    page.click('a.cell[data-head="0.1"]')
-    page.wait_for_url(re.compile(r"/models/tiny/heads/0\.1$"))
+    page.click('a.cell[data-head="L0.H1"]')
+    page.wait_for_url(re.compile(r"/models/tiny/heads/L0\.H1$"))
     assert page.locator("#patterns tr.notable").count() == 2  # previous_token 0.9, induction 0.45
     page.click('#patterns tr[data-pattern="entropy"] a')
     page.wait_for_url(re.compile(r"by=pattern&pattern=entropy"))

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from describer.tokens import visible
 from evaluation.web import create_app
 from store import open_store
 from tests._storedb import ENGINES, make_url
@@ -34,7 +35,8 @@ def test_head_page_lists_its_relations_with_examples(client: TestClient) -> None
     section = page[page.index("<h2>Relations</h2>") : page.index("<h2>Operation scores</h2>")]
     assert "2 of 3" in section and "country → capital" in section and "3 of 3" in section
     assert section.index("operation:capital") < section.index("script:inputs:latin")  # strongest first
-    assert '<code class="tok"> France</code> → <code class="tok"> Paris</code>' in section
+    france = '<bdi class="tok" title="&#34; France&#34;">␣France</bdi>'
+    assert f'{france} → <bdi class="tok" title="&#34; Paris&#34;">␣Paris</bdi>' in section
     assert 'href="/models/tiny?relation=operation%3Acapital"' in section
     empty = client.get("/models/tiny/heads/0.0").text
     assert "No relation holds for enough of this head" in empty
@@ -44,7 +46,8 @@ def test_hostile_relation_text_is_escaped(client: TestClient) -> None:
     page = client.get("/models/tiny/heads/2.0").text
     section = page[page.index("<h2>Relations</h2>") : page.index("<h2>Operation scores</h2>")]
     assert "<script>" not in section and "<img" not in section
-    assert html.unescape(section).count(XSS) == 3  # the label and both tokens of the example
+    shown = html.unescape(section)
+    assert shown.count(XSS) == 1 and shown.count(visible(XSS)) == 2  # the label; both tokens shown
 
 
 def listed(page: str) -> list[str]:
@@ -59,13 +62,13 @@ def listed(page: str) -> list[str]:
 
 def test_model_page_lists_heads_by_relation(client: TestClient) -> None:
     page = client.get("/models/tiny", params={"relation": "copy"}).text
-    assert listed(page) == ["0.1", "2.0"]  # 3 of 3 before 1 of 3
-    assert 'href="/models/tiny/heads/0.1"' in page and "3 of 3" in page
+    assert listed(page) == ["L0.H1", "L2.H0"]  # 3 of 3 before 1 of 3
+    assert 'href="/models/tiny/heads/L0.H1"' in page and "3 of 3" in page
     assert '<option value="operation:capital">' in page  # the stored keys are offered
     assert listed(client.get("/models/tiny", params={"relation": "copy", "min_fraction": "0.5"}).text) == [
-        "0.1"
+        "L0.H1"
     ]
-    assert listed(client.get("/models/tiny", params={"relation": "operation:"}).text) == ["1.2"]
+    assert listed(client.get("/models/tiny", params={"relation": "operation:"}).text) == ["L1.H2"]
     none = client.get("/models/tiny", params={"relation": "successor"}).text
     assert 'id="relation-none"' in none and listed(none) == []
     assert listed(client.get("/models/tiny").text) == []
@@ -87,11 +90,11 @@ def test_model_page_refuses_bad_relation_filters(client: TestClient, params: dic
 def test_search_page_filters_by_relation(client: TestClient) -> None:
     listed = client.get("/search", params={"relation": "copy"}).text
     assert "2 heads with <code>copy</code>" in listed
-    assert listed.index('href="/models/tiny/heads/0.1"') < listed.index('href="/models/tiny/heads/2.0"')
+    assert listed.index('href="/models/tiny/heads/L0.H1"') < listed.index('href="/models/tiny/heads/L2.H0"')
     assert "3 of 3 rows: maps to itself" in listed
     # With a query, the descriptions found are those of heads with the relation.
     both = client.get("/search", params={"q": "copies", "mode": "fulltext", "relation": "copy"}).text
-    assert "1 result " in both and 'href="/models/tiny/heads/0.1#d' in both
+    assert "1 result " in both and 'href="/models/tiny/heads/L0.H1#d' in both
     other = client.get("/search", params={"q": "copies", "mode": "fulltext", "relation": "operation:"}).text
     assert "0 results" in other
     bad = client.get("/search", params={"relation": "nope"}).text

@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import fastapi_offline
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import JSONResponse, Response
@@ -27,11 +27,11 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
 from describer.errors import HeadmapsError
+from evaluation.web import head_pages, heatmap, pages, review_pages, search_page
 from evaluation.web.api import router as api_router
 from evaluation.web.auth import CSRF_FIELD, Guard, guard_of
-from evaluation.web.common import HERE, WebError, environment, status_of
+from evaluation.web.common import HERE, WebError, environment, known_query, status_of
 from evaluation.web.login import router as login_router
-from evaluation.web.pages import router as pages_router
 from store import open_store
 
 DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
@@ -131,9 +131,13 @@ def create_app(
             response.headers.setdefault("Content-Security-Policy", CSP)
         return response
 
-    app.include_router(api_router)
-    app.include_router(login_router)
-    app.include_router(pages_router)
+    # Each router refuses query parameters its routes do not take (422). The model page's
+    # /models/{model:path} would swallow the head and report URLs: it comes last.
+    checked = [Depends(known_query)]
+    for router in (api_router, login_router, pages.router, head_pages.router, review_pages.router):
+        app.include_router(router, dependencies=checked)
+    app.include_router(search_page.router, dependencies=checked)
+    app.include_router(heatmap.router, dependencies=checked)
     return app
 
 

@@ -4,6 +4,7 @@ serving a request, and the Jinja2 environment and ``render`` for the pages' temp
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import quote
 
@@ -11,8 +12,10 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup, escape
 
 from describer.errors import HeadmapsError, InvalidValue, NotFound
+from describer.tokens import escaped, visible
 from store import Store
 
 HERE = Path(__file__).parent
@@ -36,12 +39,20 @@ def status_of(error: HeadmapsError) -> int:
     return 400
 
 
+HEAD_SPEC = re.compile(r"[Ll]?(\d{1,6})\.[Hh]?(\d{1,6})")
+
+
 def head_spec(spec: str) -> tuple[int, int]:
-    """``"3.7"`` -> (3, 7)."""
-    layer, dot, head = spec.partition(".")
-    if not (dot and layer.isdigit() and head.isdigit()):
-        raise WebError(404, f"not a head: {spec!r}; heads are LAYER.HEAD, e.g. 3.7")
-    return int(layer), int(head)
+    """``"L3.H7"`` -> (3, 7). The short ``"3.7"`` (older links) is read the same."""
+    match = HEAD_SPEC.fullmatch(spec.strip())
+    if match is None:
+        raise WebError(404, f"not a head: {spec!r}; heads are written L<layer>.H<head>, e.g. L3.H7")
+    return int(match[1]), int(match[2])
+
+
+def head_name(layer: int, head: int) -> str:
+    """The one way heads are written, in pages, URLs, the API, the report and the terminal."""
+    return f"L{layer}.H{head}"
 
 
 def model_url(model: str) -> str:
@@ -49,7 +60,7 @@ def model_url(model: str) -> str:
 
 
 def head_url(model: str, layer: int, head: int) -> str:
-    return f"{model_url(model)}/heads/{layer}.{head}"
+    return f"{model_url(model)}/heads/{head_name(layer, head)}"
 
 
 def store_of(request: Request) -> Store:
@@ -63,10 +74,52 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.globals.update(model_url=model_url, head_url=head_url, quote=quote)
+    env.globals.update(model_url=model_url, head_url=head_url, head_name=head_name, quote=quote)
+    env.filters["token"] = token_html
     return env
+
+
+def token_html(token: str, token_id: int | None = None) -> Markup:
+    """A token as HTML: ``<bdi class="tok">`` (isolated from the text around it, whatever its
+    direction) holding ``tokens.visible(token)``, with the exact form and the id on hover."""
+    hover = escaped(token) + (f" · id {token_id}" if token_id is not None else "")
+    ident = f' data-token-id="{int(token_id)}"' if token_id is not None else ""
+    return Markup(f'<bdi class="tok" title="{escape(hover)}"{ident}>{escape(visible(token))}</bdi>')
 
 
 def render(request: Request, name: str, status: int = 200, **context: object) -> HTMLResponse:
     templates: Jinja2Templates = request.app.state.templates
     return templates.TemplateResponse(request, name, context, status_code=status)
+
+
+def known_query(request: Request) -> None:
+    """Refuse a query parameter the route does not take (a dependency of every router): a
+    misspelt or other page's name (``operation`` for ``op``) would otherwise be ignored in
+    silence and show the wrong data. A route reading parameters by hand lists them in its
+    ``openapi_extra={"x-query": [...]}``."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    allowed = _allowed_query(route)
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        takes = ", ".join(sorted(allowed)) or "none"
+        raise WebError(422, f"unknown query parameter {', '.join(unknown)}; this page takes: {takes}")
+
+
+_ALLOWED: dict[int, frozenset[str]] = {}
+
+
+def _allowed_query(route: object) -> frozenset[str]:
+    key = id(route)
+    if key not in _ALLOWED:
+        names: set[str] = set()
+        todo = [route.dependant]  # type: ignore[attr-defined]
+        while todo:  # the route's own parameters and those of its dependencies
+            dependant = todo.pop()
+            names.update(p.alias for p in dependant.query_params)
+            todo.extend(dependant.dependencies)
+        names.update((getattr(route, "openapi_extra", None) or {}).get("x-query", []))
+        _ALLOWED[key] = frozenset(names)
+    return _ALLOWED[key]
