@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from describer.maps.patterns import PATTERNS
 from evaluation import semantic
 from evaluation.relations import find_heads
-from evaluation.web import queries
+from evaluation.web import queries, review_queue
 from evaluation.web.auth import guard_of
 from evaluation.web.common import WebError, head_spec, store_of
 from evaluation.web.patterns import PatternGrid, pattern_grid
@@ -52,7 +52,7 @@ class ReviewItem(BaseModel):
     without the describing LLM's name (empty); None when all are rated."""
     evidence: HeadView | None
     """The head's mappings and operation scores (its descriptions left out)."""
-    progress: queries.Progress
+    progress: review_queue.Progress
 
 
 def labels() -> list[Label]:
@@ -83,8 +83,8 @@ def parse_min_scores(values: list[str]) -> dict[str, float]:
 
 
 def review_item(store: Store, rater: str, model: str | None, after: int) -> ReviewItem:
-    found = queries.review_next(store, rater, model, after)
-    progress = queries.review_progress(store, rater, model)
+    found = review_queue.review_next(store, rater, model, after)
+    progress = review_queue.review_progress(store, rater, model)
     if found is None:
         return ReviewItem(description=None, evidence=None, progress=progress)
     # Blind: nobody's ratings, and not which LLM wrote it (a rater's view of one model would
