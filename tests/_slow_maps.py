@@ -152,16 +152,30 @@ def reference_salient(
             if amp == float("-inf"):
                 continue
             logits = out[source] @ m.U
+            negated = -logits
             if readable is not None:
                 logits = logits.masked_fill(~readable, float("-inf"))
+                negated = negated.masked_fill(~readable, float("-inf"))
             values, targets = logits.topk(settings.top_mappings)
+            low, low_targets = negated.topk(settings.top_mappings)  # the most negative logits, lowest first
+            suppressed = [
+                MappedToken(token=text(t), token_id=t, logit=-v)
+                for v, t in zip(low.tolist(), low_targets.tolist(), strict=True)
+                if v != float("-inf")
+            ]
             mappings = [
                 MappedToken(token=text(t), token_id=t, logit=v)
                 for v, t in zip(values.tolist(), targets.tolist(), strict=True)
                 if v != float("-inf")
             ]
             salient.append(
-                SalientToken(token=text(source), token_id=source, amplification=amp, mappings=mappings)
+                SalientToken(
+                    token=text(source),
+                    token_id=source,
+                    amplification=amp,
+                    mappings=mappings,
+                    suppressed=suppressed,
+                )
             )
         results.append(HeadSalient(layer=layer, head=head, salient=salient))
     return results

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+pytest_plugins = ["tests._browser"]  # the browser tests' Chromium fixtures
+
 # --- an offline word-level tokenizer ------------------------------------------------------
 
 UNREADABLE_TOKENS = ("<unk>", "<pad>", "<s>", "</s>", "<unused0>", "Ġ", "Ċ", "ĠĠ")

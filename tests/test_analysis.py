@@ -111,10 +111,13 @@ def assert_same_salient(fast: list[HeadSalient], ref: list[HeadSalient]) -> None
         amp_r = torch.tensor([s.amplification for s in r.salient])
         assert torch.allclose(amp_f, amp_r, rtol=1e-4, atol=0), where
         for sf, sr in zip(f.salient, r.salient, strict=True):
-            assert [m.token_id for m in sf.mappings] == [m.token_id for m in sr.mappings], where
-            lf = torch.tensor([m.logit for m in sf.mappings])
-            lr = torch.tensor([m.logit for m in sr.mappings])
-            assert torch.allclose(lf, lr, rtol=1e-4, atol=1e-4 * float(lr.abs().max())), where
+            for what in ("mappings", "suppressed"):
+                got, want = getattr(sf, what), getattr(sr, what)
+                assert len(want) == 5, where
+                assert [m.token_id for m in got] == [m.token_id for m in want], f"{where} {what}"
+                lf = torch.tensor([m.logit for m in got])
+                lr = torch.tensor([m.logit for m in want])
+                assert torch.allclose(lf, lr, rtol=1e-4, atol=1e-4 * float(lr.abs().max())), where
 
 
 @pytest.fixture(scope="module", params=list(FAMILIES))

@@ -61,10 +61,10 @@ def check_equal(
         assert [s.token_id for s in fast.salient] == [s.token_id for s in ref.salient]
         for a, b in zip(fast.salient, ref.salient, strict=True):
             assert a.amplification == pytest.approx(b.amplification, rel=1e-4)
-            assert [m.token_id for m in a.mappings] == [m.token_id for m in b.mappings]
-            assert [m.logit for m in a.mappings] == pytest.approx(
-                [m.logit for m in b.mappings], rel=1e-4, abs=1e-4
-            )
+            for what in ("mappings", "suppressed"):
+                got, want = getattr(a, what), getattr(b, what)
+                assert want and [m.token_id for m in got] == [m.token_id for m in want], what
+                assert [m.logit for m in got] == pytest.approx([m.logit for m in want], rel=1e-4, abs=1e-4)
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))

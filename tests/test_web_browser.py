@@ -5,7 +5,6 @@ refused (nothing stored)."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,29 +14,10 @@ from sqlalchemy import func, select
 
 from store import open_store
 from store import tables as S
+from tests._browser import needs_chromium
 from tests._webstore import CAPITALS, XSS, fill, live_server
 
-CHROMIUM = os.environ.get("HEADMAPS_CHROMIUM", "/usr/bin/chromium")
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        yield browser
-        browser.close()
+pytestmark = needs_chromium
 
 
 @pytest.fixture
@@ -47,19 +27,6 @@ def site(tmp_path: Path) -> Iterator[tuple[str, dict[str, int]]]:
         ids = fill(store)
     with live_server(url) as base:
         yield base, ids
-
-
-@pytest.fixture
-def page(browser) -> Iterator[object]:  # noqa: ANN001
-    context = browser.new_context()
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("dialog", lambda dialog: errors.append(f"dialog: {dialog.message}") or dialog.dismiss())
-    yield page
-    context.close()
-    assert errors == []
 
 
 def test_rate_from_the_keyboard_then_see_it_on_the_head_page(page, site) -> None:  # noqa: ANN001
@@ -117,7 +84,7 @@ def test_heatmap_hover_and_click_into_a_head(page, site) -> None:  # noqa: ANN00
     assert re.match(r"L1\.H2 \(0\.\d\d\): ", page.get_attribute('a.cell[data-head="L1.H2"]', "title"))
     page.click('a.cell[data-head="L1.H2"]')
     page.wait_for_url(re.compile(r"/models/tiny/heads/L1\.H2$"))
-    assert page.text_content("h1") == "tiny · layer 1 · head 2"
+    assert page.text_content("h1") == "tiny · L1.H2 (layer 1, head 2)"
     assert CAPITALS in page.text_content("article.description")
 
 
@@ -132,13 +99,14 @@ def test_hostile_description_is_inert_in_the_dom(page, site) -> None:  # noqa: A
     for path in (
         "/models/tiny",
         "/models/tiny/heads/2.0",
-        f"/review?rater=bob&after={ids['tense']}",
+        f"/review?after={ids['tense']}",
         "/search?q=pwned&mode=fulltext",
     ):
         page.goto(base + path)
         assert page.evaluate("window.__pwned") is None, path
         assert page.locator("#injected").count() == 0, path
-        assert page.evaluate("document.scripts.length") == 1, path
+        sources = page.evaluate("Array.from(document.scripts, s => new URL(s.src).pathname)")
+        assert sources and all(src.startswith("/static/") for src in sources), path  # only our files
         assert page.locator("main img").count() == 0, path
     # The text is shown literally.
     page.goto(f"{base}/models/tiny/heads/2.0")
@@ -146,7 +114,7 @@ def test_hostile_description_is_inert_in_the_dom(page, site) -> None:  # noqa: A
     assert XSS in page.text_content("article.description .reasoning")
     page.goto(f"{base}/models/tiny")
     page.hover('a.cell[data-head="L2.H0"]')
-    assert page.text_content("#hover-info") == f"2.0: {XSS}"
+    assert page.text_content("#hover-info") == f"L2.H0: {XSS}"
     assert page.locator("#injected").count() == 0 and page.evaluate("window.__pwned") is None
 
 
