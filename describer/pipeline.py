@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -21,9 +20,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from describer.analyze import ensure_analysis
-from describer.errors import HeadmapsError
+from describer.errors import HeadmapsError, InvalidValue
 from describer.evidence import TOP_OPERATIONS
 from describer.evidence import head_evidence as evidence
+from describer.heads import head_name, parse_head
 from describer.llm import (
     Describer,
     DescribeResult,
@@ -85,19 +85,17 @@ ProgressFn = Callable[[RunStats], None]
 
 # --- heads -------------------------------------------------------------------------------------
 
-_HEAD = re.compile(r"^\s*(\d+)\.(\d+)\s*$")
-
 
 def parse_heads(spec: str) -> list[tuple[int, int]] | None:
-    """``all`` → None; ``"3.1,10.2"`` → ``[(3, 1), (10, 2)]``."""
+    """``all`` → None; ``"L3.H1,L10.H2"`` (or ``"3.1,10.2"``) → ``[(3, 1), (10, 2)]``."""
     if spec.strip().lower() == "all":
         return None
     heads = []
     for part in spec.split(","):
-        match = _HEAD.match(part)
-        if not match:
-            raise HeadmapsError(f"--heads: {part.strip()!r} is not LAYER.HEAD (e.g. 3.1); use all or L.H,L.H")
-        heads.append((int(match[1]), int(match[2])))
+        try:
+            heads.append(parse_head(part))
+        except InvalidValue as exc:
+            raise HeadmapsError(f"--heads: {exc}; or all") from None
     return list(dict.fromkeys(heads))
 
 
@@ -109,7 +107,7 @@ def select_heads(
     for layer, head in wanted:
         if not (0 <= layer < n_layers and 0 <= head < n_heads):
             raise HeadmapsError(
-                f"--heads: {layer}.{head} is not a head of {model} (layers 0..{n_layers - 1}, heads 0..{n_heads - 1})"
+                f"--heads: {head_name(layer, head)} is not a head of {model} (layers 0..{n_layers - 1}, heads 0..{n_heads - 1})"
             )
     return list(wanted)
 

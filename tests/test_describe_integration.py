@@ -137,7 +137,7 @@ def test_unknown_llm_model(tiny_dir: Path, tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["--base-url", "http://127.0.0.1:9/v1"], "--base-url needs --llm-model"),
-        (["--heads", "1-2"], "not LAYER.HEAD"),
+        (["--heads", "1-2"], "is not a head"),
         (["--prompt", "no-such-template"], "unknown prompt"),
     ],
 )

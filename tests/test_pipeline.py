@@ -102,10 +102,11 @@ def job_for(
 def test_parse_and_select_heads() -> None:
     assert parse_heads("all") is None
     assert parse_heads("1.2, 0.3,1.2") == [(1, 2), (0, 3)]
-    with pytest.raises(HeadmapsError, match="not LAYER.HEAD"):
+    assert parse_heads("L1.H2,l0.h3, L1.H2") == [(1, 2), (0, 3)]  # the notation the pages use
+    with pytest.raises(HeadmapsError, match="is not a head"):
         parse_heads("1-2")
     assert len(select_heads(None, 2, 4, "m")) == 8
-    with pytest.raises(HeadmapsError, match=r"2\.0 is not a head of m"):
+    with pytest.raises(HeadmapsError, match=r"L2\.H0 is not a head of m"):
         select_heads([(2, 0)], 2, 4, "m")
 
 

@@ -232,7 +232,7 @@ def test_cli_table_states_rotary_and_caveat(model_dir: Path) -> None:
     [
         (("1.9",), ("head 9 out of range", "0…3")),
         (("7.0",), ("layer 7 out of range", "0…1")),
-        (("one.two",), ("'one.two' is not LAYER.HEAD",)),
+        (("one.two",), ("'one.two' is not a head",)),
         (("1.0", "--query", "mother father"), ("is not one token",)),
         (("1.0", "--source", "paper"), ("unknown --source 'paper'",)),
         (("1.0", "--rotary", "exact"), ("unknown --rotary 'exact'",)),

@@ -157,7 +157,7 @@ def test_show_export_import(tiny_dir: Path, db: str, tmp_path: Path) -> None:
 
     result = invoke("show", "tiny-llama", "1.2", "--db", db)
     assert_ok(result)
-    for fragment in ("tiny-llama head 1.2", "Salient operations", "general_copying", "Copies names.",
+    for fragment in ("tiny-llama head L1.H2", "Salient operations", "general_copying", "Copies names.",
                      "rated partially_plausible by ann", "1 earlier rating"):  # fmt: skip
         assert fragment in result.stdout
     result = invoke("show", "1.2", "--json", "--db", db)  # the only stored model
@@ -189,7 +189,7 @@ def test_store_command_errors(tiny_dir: Path, db: str, tmp_path: Path) -> None:
     assert_user_error(invoke("show", "tiny-llama", "2.0", "--db", db), "layer 2 out of range")
     assert_user_error(invoke("show", "tiny-llama", "0.4", "--db", db), "head 4 out of range")
     assert_user_error(invoke("show", "nope", "0.0", "--db", db), "unknown model 'nope'")
-    assert_user_error(invoke("show", "tiny-llama", "x", "--db", db), "not LAYER.HEAD")
+    assert_user_error(invoke("show", "tiny-llama", "x", "--db", db), "is not a head")
     assert_user_error(invoke("export", "--format", "xml", "--db", db), "unknown format")
     assert_user_error(invoke("export", "nope", "--db", db), "unknown model")
     bad = tmp_path / "bad.json"

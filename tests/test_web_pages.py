@@ -136,7 +136,7 @@ def test_head_page_form_rates_and_shows_ratings(site: tuple[TestClient, dict[str
     other = post_form(
         client, "/models/tiny/heads/1.2/ratings", {"description_id": ids["copy"], "label": "plausible"}
     )
-    assert other.status_code == 422 and "describes tiny head 0.1, not tiny head 1.2" in other.text
+    assert other.status_code == 422 and "describes tiny L0.H1, not tiny L1.H2" in other.text
     assert client.get("/api/descriptions/{}".format(ids["copy"])).json()["hidden_ratings"] == 0
     # Over-long fields are a 422 page, never a 500.
     for field, size in (("comment", 10_001), ("rater", 201)):

@@ -42,10 +42,10 @@ def _score_table(title: str, rows: list[list[float]]) -> Table:
 
 def _patterns_summary(model: str, patterns: PatternScores) -> Table:
     table = Table(title=f"{model}: top heads per attention pattern")
-    for column in ("pattern", "top heads (layer.head score)"):
+    for column in ("pattern", "top heads (score)"):
         table.add_column(column)
     for name in patterns.scores:
-        best = ", ".join(f"{t['layer']}.{t['head']} {t['score']:.2f}" for t in patterns.top_heads(name, 3))
+        best = ", ".join(f"L{t['layer']}.H{t['head']} {t['score']:.2f}" for t in patterns.top_heads(name, 3))
         table.add_row(name, best)
     return table
 
@@ -176,10 +176,10 @@ def analyze(
         if json_path is not None:
             write_atomic(json_path, result.model_dump_json())
         summary = Table(title=f"{result.model}: top heads per operation")
-        for column in ("operation", "k", "pairs", "top heads (layer.head score)"):
+        for column in ("operation", "k", "pairs", "top heads (score)"):
             summary.add_column(column)
         for name, scores in result.operations.items():
-            best = ", ".join(f"{t['layer']}.{t['head']} {t['score']:.2f}" for t in scores.top_heads(3))
+            best = ", ".join(f"L{t['layer']}.H{t['head']} {t['score']:.2f}" for t in scores.top_heads(3))
             summary.add_row(name, str(scores.k), str(scores.n_pairs), best)
         if result.operations:
             out.print(summary)
@@ -272,7 +272,7 @@ def score(
             _score_table(f"{name}: {scores.name} (k={scores.k}, {scores.n_pairs} pairs)", scores.scores)
         )
         out.print(
-            "Top heads: " + ", ".join(f"{t['layer']}.{t['head']} ({t['score']:.2f})" for t in top_heads)
+            "Top heads: " + ", ".join(f"L{t['layer']}.H{t['head']} ({t['score']:.2f})" for t in top_heads)
         )
 
 
@@ -291,4 +291,4 @@ def _print_pattern(name: str, pattern: str, measured: PatternScores, top: int, a
         return
     p = PATTERNS[pattern]
     out.print(_score_table(f"{name}: {pattern} ({p.help}; {p.unit})", measured.scores[pattern]))
-    out.print("Top heads: " + ", ".join(f"{t['layer']}.{t['head']} ({t['score']:.2f})" for t in top_heads))
+    out.print("Top heads: " + ", ".join(f"L{t['layer']}.H{t['head']} ({t['score']:.2f})" for t in top_heads))

@@ -47,7 +47,7 @@ def _describe_bar() -> Iterator:  # noqa: ANN206  (yields describer.pipeline.Pro
 
 def describe(
     model: ModelArg = None,
-    heads: Annotated[str, typer.Option(help="all, or comma-separated LAYER.HEAD (e.g. 3.1,10.2).")] = "all",
+    heads: Annotated[str, typer.Option(help="all, or comma-separated heads (e.g. L3.H1,L10.H2).")] = "all",
     llm_model: LlmModelOpt = None,
     base_url: BaseUrlOpt = None,
     concurrency: ConcurrencyOpt = None,

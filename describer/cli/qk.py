@@ -12,21 +12,13 @@ from rich.table import Table
 from describer.cli.console import out, progress, user_errors
 from describer.cli.options import DeviceOpt
 from describer.errors import HeadmapsError
+from describer.heads import parse_head
 from describer.maps.loading import load_model, resolve
-
-
-def parse_head(text: str) -> tuple[int, int]:
-    """``LAYER.HEAD`` (as ``headmaps show`` reads it)."""
-    try:
-        layer, head = text.split(".")
-        return int(layer), int(head)
-    except ValueError:
-        raise HeadmapsError(f"{text!r} is not LAYER.HEAD (for example 3.5)") from None
 
 
 def qk(
     model: Annotated[str, typer.Argument(help="Alias, .gguf file, model directory or hub id.")],
-    head: Annotated[str, typer.Argument(help="LAYER.HEAD, for example 3.1.", show_default=False)],
+    head: Annotated[str, typer.Argument(help="A head, for example L3.H1.", show_default=False)],
     query: Annotated[
         list[str] | None,
         typer.Option("--query", help="A query token (exactly one token, e.g. ' Paris'); repeatable."),

@@ -19,6 +19,7 @@ from describer.cli.console import err, out, user_errors, warn
 from describer.cli.options import DbOpt
 from describer.errors import HeadmapsError
 from describer.maps.patterns import PATTERNS
+from describer.tokens import visible
 from evaluation.embeddings import embed_in_background, embed_stored
 from evaluation.relations import check_fraction, find_heads
 from evaluation.semantic import Filters, split_min_scores
@@ -246,9 +247,9 @@ def _panel(store: Store, description_id: int, done: int, total: int) -> Panel:
     mappings.add_column("mapped to")
     for s in view.salient[:10]:
         mappings.add_row(
-            escape(repr(s.token)),
+            escape(visible(s.token)),
             f"{s.amplification:.2f}",
-            escape(", ".join(repr(m.token) for m in s.mappings)),
+            escape(", ".join(visible(m.token) for m in s.mappings)),
         )
     scores = ", ".join(f"{escape(o.name)} {o.relation:.2f}" for o in view.operations[:5]) or "none stored"
     body = [
@@ -260,7 +261,7 @@ def _panel(store: Store, description_id: int, done: int, total: int) -> Panel:
         mappings,
         f"top operation scores: {scores}",
     ]
-    title = f"{escape(d.model)} {d.layer}.{d.head} · description #{d.id} · {done} of {total} rated"
+    title = f"{escape(d.model)} L{d.layer}.H{d.head} · description #{d.id} · {done} of {total} rated"
     return Panel(Group(*body), title=title, title_align="left")
 
 
@@ -273,7 +274,7 @@ def rate(
 
     Keys: 1-4 the labels, s skip, c add a comment, q quit."""
     # The review queue's queries live in the web package, which imports FastAPI.
-    from evaluation.web.queries import review_next, review_progress
+    from evaluation.web.review_queue import review_next, review_progress
 
     keys = {str(i + 1): label for i, label in enumerate(RATING_LABELS)}
     legend = (

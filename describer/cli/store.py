@@ -15,9 +15,11 @@ from rich.table import Table
 from describer.cli.console import check_parent, out, user_errors, write_atomic
 from describer.cli.options import DbOpt
 from describer.errors import HeadmapsError
+from describer.heads import parse_head
 from describer.maps.loading import DEFAULT_MODEL
 from describer.maps.patterns import PATTERNS, notable_patterns
 from describer.maps.settings import NORM_PARTS
+from describer.tokens import visible
 from evaluation.embeddings import embed_stored
 from store import export_store, import_file, open_store
 from store.db import code_head, current_revision, upgrade_schema
@@ -115,19 +117,11 @@ def import_(
 # --- show -----------------------------------------------------------------------------------------
 
 
-def _parse_head(text: str) -> tuple[int, int]:
-    try:
-        layer, head = text.split(".")
-        return int(layer), int(head)
-    except ValueError:
-        raise HeadmapsError(f"{text!r} is not LAYER.HEAD (for example 3.5)") from None
-
-
 def show(
     target: Annotated[
         list[str],
         typer.Argument(
-            help="[MODEL] LAYER.HEAD. MODEL defaults to the only stored model, else gemma-3-270m.",
+            help="[MODEL] HEAD (e.g. L3.H1). MODEL defaults to the only stored model, else gemma-3-270m.",
             show_default=False,
         ),
     ],
@@ -138,8 +132,8 @@ def show(
     descriptions and ratings."""
     with user_errors():
         if len(target) not in (1, 2):
-            raise HeadmapsError("give [MODEL] LAYER.HEAD")
-        layer, head = _parse_head(target[-1])
+            raise HeadmapsError("give [MODEL] HEAD, e.g. L3.H1")
+        layer, head = parse_head(target[-1])
         with open_store(db) as store:
             if len(target) == 2:
                 model = target[0]
@@ -154,7 +148,7 @@ def show(
 
 
 def _print_head(view: HeadView) -> None:
-    out.print(f"[bold]{escape(view.model)} head {view.layer}.{view.head}[/]", soft_wrap=True)
+    out.print(f"[bold]{escape(view.model)} head L{view.layer}.H{view.head}[/]", soft_wrap=True)
     if view.settings is not None:
         keys = ("source", *NORM_PARTS, "residual_prefix", "salient_sources")
         shown = {k: view.settings[k] for k in keys if k in view.settings}
@@ -164,15 +158,15 @@ def _print_head(view: HeadView) -> None:
         for column in ("#", "source token", "amplification", "mapped to (logit)"):
             table.add_column(column)
         for s in view.salient:
-            mapped = ", ".join(f"{m.token!r} ({m.logit:.2f})" for m in s.mappings)
-            table.add_row(str(s.rank), escape(repr(s.token)), f"{s.amplification:.3f}", escape(mapped))
+            mapped = ", ".join(f"{visible(m.token)} ({m.logit:.2f})" for m in s.mappings)
+            table.add_row(str(s.rank), escape(visible(s.token)), f"{s.amplification:.3f}", escape(mapped))
         out.print(table)
     else:
         out.print("no salient mappings stored for this head (run `headmaps analyze`)")
     if view.relations:
         out.print("[bold]Relations[/] (rows of the salient table satisfying each)")
         for r in view.relations:
-            examples = ", ".join(f"{s!r} → {o!r}" for s, o in r.examples)
+            examples = ", ".join(f"{visible(s)} → {visible(o)}" for s, o in r.examples)
             line = f"  {r.text()}" + (f"   e.g. {examples}" if examples else "")
             out.print(escape(line), soft_wrap=True, highlight=False)
     if view.operations:

@@ -4,7 +4,6 @@ serving a request, and the Jinja2 environment and ``render`` for the pages' temp
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from urllib.parse import quote
 
@@ -15,6 +14,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
 
 from describer.errors import HeadmapsError, InvalidValue, NotFound
+from describer.heads import head_name, parse_head
 from describer.tokens import escaped, visible
 from store import Store
 
@@ -39,20 +39,12 @@ def status_of(error: HeadmapsError) -> int:
     return 400
 
 
-HEAD_SPEC = re.compile(r"[Ll]?(\d{1,6})\.[Hh]?(\d{1,6})")
-
-
 def head_spec(spec: str) -> tuple[int, int]:
-    """``"L3.H7"`` -> (3, 7). The short ``"3.7"`` (older links) is read the same."""
-    match = HEAD_SPEC.fullmatch(spec.strip())
-    if match is None:
-        raise WebError(404, f"not a head: {spec!r}; heads are written L<layer>.H<head>, e.g. L3.H7")
-    return int(match[1]), int(match[2])
-
-
-def head_name(layer: int, head: int) -> str:
-    """The one way heads are written, in pages, URLs, the API, the report and the terminal."""
-    return f"L{layer}.H{head}"
+    """``"L3.H7"`` -> (3, 7) (``describer.heads``; the short ``"3.7"`` of older links too)."""
+    try:
+        return parse_head(spec)
+    except InvalidValue as exc:
+        raise WebError(404, f"not a head: {exc}") from None
 
 
 def model_url(model: str) -> str:

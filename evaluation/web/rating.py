@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from evaluation.web import queries
 from evaluation.web.auth import guard_of
-from evaluation.web.common import WebError, store_of
+from evaluation.web.common import WebError, head_name, store_of
 from store.labels import RATING_LABELS
 from store.records import DescriptionOut, HeadView, RatingIn, RatingOut
 
@@ -42,8 +42,8 @@ def rate(
             model, layer, index = head
             raise WebError(
                 422,
-                f"description #{rating.description_id} describes {at['model']} head "
-                f"{at['layer']}.{at['head']}, not {model} head {layer}.{index}",
+                f"description #{rating.description_id} describes {at['model']} "
+                f"{head_name(at['layer'], at['head'])}, not {model} {head_name(layer, index)}",
             )
     comment = (rating.comment or "").strip() or None
     new_id = store.add_rating(

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from describer.errors import HeadmapsError
 from describer.maps.patterns import PATTERNS, notable_patterns
 from evaluation.ratings import RatingsReport, cached_ratings_report
+from evaluation.web.common import token_html
 from evaluation.web.patterns import PatternGrid, pattern_grid, stored_patterns
 from store import Store
 from store.labels import CATEGORIES, CATEGORY_MEANINGS, RATING_LABELS, RATING_MEANINGS
@@ -119,6 +120,7 @@ def build_report(
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters["token"] = token_html
     latest: dict[tuple[int, int], Any] = {}
     for view in heads:
         if view.descriptions:
