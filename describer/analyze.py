@@ -123,9 +123,9 @@ def save_result(
     operations: Sequence[Operation],
     k: int | None,
 ) -> int | None:
-    """Store an ``analyze_model`` result with its model, operation definitions, each head's
-    relations (checked against the built-in operations and the user's) and the attention-pattern
-    scores; returns the analysis id (None when the result holds pattern scores only)."""
+    """Store an ``analyze_model`` result with its model, operation definitions (with each head's
+    outcome on every pair), each head's relations (checked against the built-in operations and
+    the user's) and the attention-pattern scores; returns the analysis id (None when the result holds pattern scores only)."""
     settings = {
         name: value
         for name, value in result.settings.items()
@@ -153,8 +153,19 @@ def save_result(
         }
         for h in result.heads
     ]
+    # The per-pair outcomes are arrays that ``model_dump`` leaves out; the store takes them as they are.
+    scores = {
+        name: {**s.model_dump(), "pairs": s.pairs, "ranks": s.ranks, "suppressed_ranks": s.suppressed_ranks}
+        for name, s in result.operations.items()
+    }
     data = AnalysisIn.model_validate(
-        {**result.model_dump(), "heads": heads, "settings": settings, "skipped_operations": skipped}
+        {
+            **result.model_dump(),
+            "heads": heads,
+            "operations": scores,
+            "settings": settings,
+            "skipped_operations": skipped,
+        }
     )
     save_patterns(store, loaded, result)
     if not result.heads and not result.operations:

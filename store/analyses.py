@@ -197,15 +197,8 @@ class Analyses(StoreBase):
             scores: list[OperationScoreOut] = []
             relations: list[RelationOut] = []
             if analysis is not None:
-                mappings: dict[int, list[MappingOut]] = {}
-                for m in session.scalars(
-                    select(S.MappedToken)
-                    .where(S.MappedToken.analysis_id == analysis.id, S.MappedToken.head_id == head_id)
-                    .order_by(S.MappedToken.salient_rank, S.MappedToken.rank)
-                ):
-                    mappings.setdefault(m.salient_rank, []).append(
-                        MappingOut(token=m.token, token_id=m.token_id, logit=m.logit)
-                    )
+                mappings = _tokens(session, S.MappedToken, analysis.id, head_id)
+                suppressed = _tokens(session, S.SuppressedToken, analysis.id, head_id)
                 for s in session.scalars(
                     select(S.SalientToken)
                     .where(S.SalientToken.analysis_id == analysis.id, S.SalientToken.head_id == head_id)
@@ -218,8 +211,16 @@ class Analyses(StoreBase):
                             token_id=s.token_id,
                             amplification=s.amplification,
                             mappings=mappings.get(s.rank, []),
+                            suppressed=suppressed.get(s.rank, []),
                         )
                     )
+                with_pairs = set(
+                    session.execute(
+                        select(S.PairOutcome.operation_id, S.PairOutcome.k).where(
+                            S.PairOutcome.analysis_id == analysis.id, S.PairOutcome.head_id == head_id
+                        )
+                    ).tuples()
+                )
                 for score, op in session.execute(
                     select(S.OperationScore, S.Operation)
                     .join(S.Operation, S.Operation.id == S.OperationScore.operation_id)
@@ -233,6 +234,7 @@ class Analyses(StoreBase):
                             n_pairs=score.n_pairs,
                             relation=score.relation,
                             suppression=score.suppression,
+                            has_pairs=(score.operation_id, score.k) in with_pairs,
                         )
                     )
                 scores.sort(key=lambda s: (-s.relation, -s.suppression, s.name, s.k))
@@ -260,3 +262,20 @@ class Analyses(StoreBase):
                 patterns=head_patterns(session, model_row, head_id),
                 descriptions=descriptions_out(session, rows, model, layer, head),
             )
+
+
+def _tokens(
+    session: Session, table: type[S.MappedToken] | type[S.SuppressedToken], analysis_id: int, head_id: int
+) -> dict[int, list[MappingOut]]:
+    """A head's ``mapped_token`` or ``suppressed_token`` rows by salient rank, in rank order (one
+    query)."""
+    out: dict[int, list[MappingOut]] = {}
+    for m in session.scalars(
+        select(table)
+        .where(table.analysis_id == analysis_id, table.head_id == head_id)
+        .order_by(table.salient_rank, table.rank)
+    ):
+        out.setdefault(m.salient_rank, []).append(
+            MappingOut(token=m.token, token_id=m.token_id, logit=m.logit)
+        )
+    return out

@@ -2,7 +2,8 @@
 validated first and runs in one transaction.
 
 The class is assembled from one part per concept, each in its own module: models, heads and
-analyses (``store.analyses``), the heads' relation evidence (``store.relations``) and
+analyses (``store.analyses``), the heads' per-pair operation outcomes (``store.pairs``), relation
+evidence (``store.relations``) and
 attention-pattern scores (``store.patterns``), descriptions,
 their scores, embeddings and search (``store.descriptions``), ratings (``store.ratings``), raters and the site's keys (``store.raters``) and runs
 (``store.runs``), all on the sessions of ``store.base``."""
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from store.analyses import Analyses
 from store.descriptions import Descriptions
+from store.pairs import Pairs
 from store.patterns import Patterns
 from store.raters import Raters
 from store.ratings import Ratings
@@ -18,7 +20,7 @@ from store.relations import Relations
 from store.runs import Runs
 
 
-class Store(Analyses, Descriptions, Patterns, Raters, Ratings, Relations, Runs):
+class Store(Analyses, Descriptions, Pairs, Patterns, Raters, Ratings, Relations, Runs):
     """One headmaps database. Create with ``store.open_store(url)``."""
 
     def close(self) -> None:

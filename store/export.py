@@ -95,6 +95,38 @@ def dump(store: Store, model: str | None = None) -> dict[str, list[dict[str, Any
                  "salient_rank": t.salient_rank, "rank": t.rank, "token": t.token, "token_id": t.token_id,
                  "logit": t.logit}
             )  # fmt: skip
+        for t in sorted(
+            session.scalars(
+                select(S.SuppressedToken).where(S.SuppressedToken.analysis_id.in_(list(analyses)))
+            ),
+            key=lambda t: (analyses[t.analysis_id], head_key(t.head_id), t.salient_rank, t.rank),
+        ):
+            layer, index = head_key(t.head_id)
+            tables["suppressed_token"].append(
+                {"analysis": analyses[t.analysis_id], "layer": layer, "head": index,
+                 "salient_rank": t.salient_rank, "rank": t.rank, "token": t.token, "token_id": t.token_id,
+                 "logit": t.logit}
+            )  # fmt: skip
+        for pair in sorted(
+            session.scalars(select(S.OperationPair).where(S.OperationPair.analysis_id.in_(list(analyses)))),
+            key=lambda p: (analyses[p.analysis_id], operations[p.operation_id], p.idx),
+        ):
+            tables["operation_pair"].append(
+                {"analysis": analyses[pair.analysis_id], "operation": operations[pair.operation_id],
+                 "idx": pair.idx, "source": pair.source, "source_id": pair.source_id, "target": pair.target,
+                 "target_id": pair.target_id}
+            )  # fmt: skip
+        for o in sorted(
+            session.scalars(select(S.PairOutcome).where(S.PairOutcome.analysis_id.in_(list(analyses)))),
+            key=lambda o: (analyses[o.analysis_id], operations[o.operation_id], head_key(o.head_id)),
+        ):
+            layer, index = head_key(o.head_id)
+            tables["pair_outcome"].append(
+                {"analysis": analyses[o.analysis_id], "operation": operations[o.operation_id], "layer": layer,
+                 "head": index, "k": o.k, "default_k": o.default_k,
+                 "ranks": base64.b64encode(o.ranks).decode(),
+                 "suppressed_ranks": base64.b64encode(o.suppressed_ranks).decode()}
+            )  # fmt: skip
         for sc in sorted(
             session.scalars(select(S.OperationScore).where(S.OperationScore.analysis_id.in_(list(analyses)))),
             key=lambda sc: (

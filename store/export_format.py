@@ -40,9 +40,21 @@ TABLES: dict[str, list[tuple[str, str]]] = {
         ("analysis", "int"), ("layer", "int"), ("head", "int"), ("salient_rank", "int"), ("rank", "int"),
         ("token", "str"), ("token_id", "int"), ("logit", "float"),
     ],
+    "suppressed_token": [
+        ("analysis", "int"), ("layer", "int"), ("head", "int"), ("salient_rank", "int"), ("rank", "int"),
+        ("token", "str"), ("token_id", "int"), ("logit", "float"),
+    ],
     "operation_score": [
         ("analysis", "int"), ("operation", "int"), ("k", "int"), ("layer", "int"), ("head", "int"),
         ("default_k", "bool"), ("n_pairs", "int"), ("relation", "float"), ("suppression", "float"),
+    ],
+    "operation_pair": [
+        ("analysis", "int"), ("operation", "int"), ("idx", "int"), ("source", "str"), ("source_id", "int"),
+        ("target", "str"), ("target_id", "int"),
+    ],
+    "pair_outcome": [
+        ("analysis", "int"), ("operation", "int"), ("layer", "int"), ("head", "int"), ("k", "int"),
+        ("default_k", "bool"), ("ranks", "bytes"), ("suppressed_ranks", "bytes"),
     ],
     "head_relation": [
         ("analysis", "int"), ("layer", "int"), ("head", "int"), ("relation", "str"), ("rank", "int"),
@@ -79,6 +91,16 @@ TABLES: dict[str, list[tuple[str, str]]] = {
     ],
 }  # fmt: skip
 
-OPTIONAL_TABLES = frozenset({"description_score", "head_relation", "pattern_analysis", "head_pattern"})
+OPTIONAL_TABLES = frozenset(
+    {
+        "description_score",
+        "head_relation",
+        "pattern_analysis",
+        "head_pattern",
+        "suppressed_token",
+        "operation_pair",
+        "pair_outcome",
+    }
+)
 """Tables added after version 1 of the format: files written before them lack them and import
 as if they were empty (and an older headmaps ignores them)."""

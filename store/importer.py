@@ -20,9 +20,16 @@ from store import tables as S
 from store.api import Store
 from store.base import operation_hash
 from store.export_format import FORMAT, NULL, OPTIONAL_TABLES, TABLES, VERSION
+from store.pair_io import import_pairs
 from store.pattern_io import load_patterns
 from store.records import ModelInfo
-from store.writes import bulk_insert, ensure_model, insert_relations, relation_heads
+from store.writes import (
+    TOKEN_COLUMNS,
+    bulk_insert,
+    ensure_model,
+    insert_relations,
+    relation_heads,
+)
 
 
 def _parse(value: str, kind: str) -> Any:
@@ -193,6 +200,14 @@ def _import(session: Session, tables: dict, added: dict[str, int]) -> None:  # n
         ("analysis_id", "head_id", "salient_rank", "rank", "token", "token_id", "logit"), mapped,
     )  # fmt: skip
     added["salient_token"], added["mapped_token"] = len(salient), len(mapped)
+    suppressed = [
+        (aid, hid, row["salient_rank"], row["rank"], row["token"], row["token_id"], row["logit"])
+        for row in tables["suppressed_token"]
+        for aid, hid, have in [target(row)]
+        if hid not in have
+    ]
+    bulk_insert(conn, S.SuppressedToken.__table__, TOKEN_COLUMNS, suppressed)
+    added["suppressed_token"] = len(suppressed)
 
     existing_scores = {
         (a, o, k)
@@ -222,6 +237,7 @@ def _import(session: Session, tables: dict, added: dict[str, int]) -> None:  # n
         ("analysis_id", "operation_id", "k", "head_id", "default_k", "n_pairs", "relation", "suppression"), scores,
     )  # fmt: skip
     added["operation_score"] = len(scores)
+    import_pairs(session, tables, added, analyses, operations, target, existing_scores)
 
     related: dict[int, set[int]] = {}
     relations = []

@@ -1,8 +1,9 @@
 """Pydantic schemas at the store's boundary: what goes in and what comes out.
 
-The analysis inputs mirror ``describer.maps.analysis`` field for field, so
-``AnalysisIn.model_validate(result.model_dump())`` converts an ``AnalysisResult`` without the
-store importing torch.
+The analysis inputs mirror ``describer.maps.results`` field for field, so
+``AnalysisIn.model_validate(result, from_attributes=True)`` converts an ``AnalysisResult``
+without the store importing torch (``result.model_dump()`` leaves out the per-pair outcomes,
+which are arrays: ``OperationScoresIn.ranks`` takes them as ``numpy.asarray`` does).
 """
 
 from __future__ import annotations
@@ -10,11 +11,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
+
+from store.pair_records import HeadPairs as HeadPairs  # re-exported: every record is in store.records
+from store.pair_records import PairOut as PairOut
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", arbitrary_types_allowed=True)
 
 
 # --- inputs -----------------------------------------------------------------------------------
@@ -51,6 +56,8 @@ class SalientIn(_In):
     token_id: int
     amplification: float
     mappings: list[MappingIn]
+    suppressed: list[MappingIn] = []
+    """The tokens the source is mapped to most negatively, lowest logit first."""
 
 
 class RelationIn(_In):
@@ -91,6 +98,20 @@ class OperationScoresIn(_In):
     """``[layer][head]`` relation score."""
     suppression: list[list[float]]
     """``[layer][head]`` suppression score."""
+    pairs: list[tuple[str, int, str, int]] = []
+    """The scored pairs as (source text, source id, target text, target id), in the order of the
+    ranks' last axis; empty when per-pair outcomes were not kept."""
+    ranks: np.ndarray | None = None
+    """``[layers, heads, pairs]`` integers: tokens scoring strictly above each pair's target
+    (exact below ``k``), so ``scores == mean(ranks < k)``; anything ``numpy.asarray`` takes (a
+    CPU tensor too). None: not kept."""
+    suppressed_ranks: np.ndarray | None = None
+    """The same for the negated mapping: ``suppression == mean(suppressed_ranks < k)``."""
+
+    @field_validator("ranks", "suppressed_ranks", mode="before")
+    @classmethod
+    def _int32(cls, value: object) -> np.ndarray | None:
+        return None if value is None else np.asarray(value).astype("<i4", copy=False)
 
 
 class OperationIn(_In):
@@ -223,6 +244,9 @@ class SalientOut(BaseModel):
     token_id: int
     amplification: float
     mappings: list[MappingOut]
+    suppressed: list[MappingOut] = []
+    """The tokens it is mapped to most negatively, lowest logit first (empty for an analysis
+    stored before they were kept)."""
 
 
 class RelationOut(BaseModel):
@@ -261,6 +285,8 @@ class OperationScoreOut(BaseModel):
     n_pairs: int
     relation: float
     suppression: float
+    has_pairs: bool = False
+    """Its pair-by-pair outcomes at this k are stored (``Store.head_pairs``)."""
 
 
 class RatingOut(BaseModel):

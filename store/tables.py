@@ -109,6 +109,29 @@ class MappedToken(Base):
     logit: Mapped[float] = mapped_column(Float)
 
 
+class SuppressedToken(Base):
+    """The tokens a salient source is mapped to most negatively (``rank`` 0: the lowest logit),
+    beside its ``mapped_token`` rows."""
+
+    __tablename__ = "suppressed_token"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["analysis_id", "head_id", "salient_rank"],
+            ["salient_token.analysis_id", "salient_token.head_id", "salient_token.rank"],
+            ondelete="CASCADE",
+            name="fk_suppressed_token_salient",
+        ),
+    )
+
+    analysis_id: Mapped[int] = mapped_column(primary_key=True)
+    head_id: Mapped[int] = mapped_column(primary_key=True)
+    salient_rank: Mapped[int] = mapped_column(primary_key=True)
+    rank: Mapped[int] = mapped_column(primary_key=True)
+    token: Mapped[str] = mapped_column(Text)
+    token_id: Mapped[int]
+    logit: Mapped[float] = mapped_column(Float)
+
+
 class HeadRelation(Base):
     """A relation that rows of a head's salient table satisfy (``describer.maps.relations``),
     computed from the salient mappings of one analysis; ``rank`` 0 is the strongest."""
@@ -186,6 +209,47 @@ class OperationScore(Base):
     n_pairs: Mapped[int]
     relation: Mapped[float] = mapped_column(Float)
     suppression: Mapped[float] = mapped_column(Float)
+
+
+class OperationPair(Base):
+    """The pairs of an operation an analysis scored (those single tokens for its tokenizer), in
+    the order of the ``pair_outcome`` arrays."""
+
+    __tablename__ = "operation_pair"
+
+    analysis_id: Mapped[int] = mapped_column(ForeignKey("analysis.id", ondelete="CASCADE"), primary_key=True)
+    operation_id: Mapped[int] = mapped_column(
+        ForeignKey("operation.id", ondelete="CASCADE"), primary_key=True
+    )
+    idx: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    """The source token's text (with its leading space)."""
+    source_id: Mapped[int]
+    target: Mapped[str] = mapped_column(Text)
+    target_id: Mapped[int]
+
+
+class PairOutcome(Base):
+    """Where each pair's target ranks in one head's mapping of its source: one row per analysis,
+    operation and head, the pairs as ``operation_pair`` orders them. ``mean(ranks < k)`` is the
+    head's ``operation_score.relation`` at this ``k``, ``mean(suppressed_ranks < k)`` its
+    suppression."""
+
+    __tablename__ = "pair_outcome"
+    __table_args__ = (Index("ix_pair_outcome_head_operation", "head_id", "operation_id"),)
+
+    analysis_id: Mapped[int] = mapped_column(ForeignKey("analysis.id", ondelete="CASCADE"), primary_key=True)
+    operation_id: Mapped[int] = mapped_column(
+        ForeignKey("operation.id", ondelete="CASCADE"), primary_key=True
+    )
+    head_id: Mapped[int] = mapped_column(ForeignKey("head.id", ondelete="CASCADE"), primary_key=True)
+    k: Mapped[int]
+    """The k the ranks were counted for: exact below it, a lower bound at or above it."""
+    default_k: Mapped[bool] = mapped_column(Boolean)
+    ranks: Mapped[bytes] = mapped_column(LargeBinary)
+    """Per pair, the tokens scoring strictly above the target (0: top); little-endian int32."""
+    suppressed_ranks: Mapped[bytes] = mapped_column(LargeBinary)
+    """The same for the negated mapping (tokens strictly below the target)."""
 
 
 class Run(Base):

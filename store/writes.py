@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, Table, func, insert, select
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from describer.errors import HeadmapsError, NotFound
 from store import tables as S
 from store.base import StoreBase, operation_hash, utcnow
-from store.records import AnalysisIn, ModelInfo, OperationIn, RelationIn
+from store.records import AnalysisIn, ModelInfo, OperationIn, OperationScoresIn, RelationIn
 
 SKIPPED = "skipped_operations"
 """The key of the analysis settings under which operations without usable pairs are recorded."""
@@ -65,6 +65,73 @@ def relation_heads(session: Session, analysis_id: int) -> set[int]:
             select(S.HeadRelation.head_id).where(S.HeadRelation.analysis_id == analysis_id).distinct()
         )
     )
+
+
+TOKEN_COLUMNS = ("analysis_id", "head_id", "salient_rank", "rank", "token", "token_id", "logit")
+"""The columns of ``mapped_token`` and ``suppressed_token``."""
+PAIR_COLUMNS = ("analysis_id", "operation_id", "idx", "source", "source_id", "target", "target_id")
+OUTCOME_COLUMNS = ("analysis_id", "operation_id", "head_id", "k", "default_k", "ranks", "suppressed_ranks")
+
+
+def save_pair_outcomes(
+    session: Session,
+    analysis_id: int,
+    operation_id: int,
+    head_ids: dict[tuple[int, int], int],
+    scores: OperationScoresIn,
+    default_k: bool,
+    scored: bool,
+) -> None:
+    """Store an operation's pairs and each head's ranks, unless the analysis holds them already
+    (ranks at the default k replace ones at an overridden k). ``scored``: the operation's scores
+    at this k are stored already (an analysis from before pair outcomes were kept); they are
+    rewritten from the same counts, so that they stay exactly the mean of the stored hits."""
+    stored = session.scalar(
+        select(S.PairOutcome.default_k)
+        .where(S.PairOutcome.analysis_id == analysis_id, S.PairOutcome.operation_id == operation_id)
+        .limit(1)
+    )
+    if stored is not None and (stored or not default_k):
+        return
+    for table in (S.PairOutcome, S.OperationPair):
+        session.execute(
+            delete(table).where(table.analysis_id == analysis_id, table.operation_id == operation_id)
+        )
+    conn = session.connection()
+    bulk_insert(
+        conn,
+        S.OperationPair.__table__,
+        PAIR_COLUMNS,
+        [(analysis_id, operation_id, i, *pair) for i, pair in enumerate(scores.pairs)],
+    )
+    ranks, suppressed = scores.ranks, scores.suppressed_ranks
+    assert ranks is not None and suppressed is not None  # validated together
+    bulk_insert(
+        conn,
+        S.PairOutcome.__table__,
+        OUTCOME_COLUMNS,
+        [
+            (analysis_id, operation_id, hid, scores.k, default_k,
+             ranks[layer, index].tobytes(), suppressed[layer, index].tobytes())
+            for (layer, index), hid in head_ids.items()
+        ],
+    )  # fmt: skip
+    if scored:
+        t = S.OperationScore.__table__
+        conn.execute(
+            update(t)
+            .where(
+                t.c.analysis_id == analysis_id,
+                t.c.operation_id == operation_id,
+                t.c.k == scores.k,
+                t.c.head_id == bindparam("hid"),
+            )
+            .values(relation=bindparam("rel"), suppression=bindparam("sup")),
+            [
+                {"hid": hid, "rel": scores.scores[layer][index], "sup": scores.suppression[layer][index]}
+                for (layer, index), hid in head_ids.items()
+            ],
+        )
 
 
 def ensure_model(session: Session, info: ModelInfo) -> S.Model:
@@ -116,6 +183,17 @@ def validate(info: ModelInfo, data: AnalysisIn) -> None:
                 raise HeadmapsError(
                     f"scores of {name} are not {info.n_layers}×{info.n_heads} (layers × heads of {info.name})"
                 )
+        if (scores.ranks is None) != (scores.suppressed_ranks is None):
+            raise HeadmapsError(f"pair outcomes of {name}: ranks and suppressed ranks come together")
+        if scores.ranks is not None:
+            shape = (info.n_layers, info.n_heads, scores.n_pairs)
+            if len(scores.pairs) != scores.n_pairs:
+                raise HeadmapsError(
+                    f"pair outcomes of {name}: {len(scores.pairs)} pairs, not {scores.n_pairs}"
+                )
+            for ranks in (scores.ranks, scores.suppressed_ranks):
+                if ranks.shape != shape:
+                    raise HeadmapsError(f"pair outcomes of {name} are {ranks.shape}, not {shape}")
 
 
 def save_analysis(
@@ -158,7 +236,7 @@ def save_analysis(
                 select(S.SalientToken.head_id).where(S.SalientToken.analysis_id == analysis.id).distinct()
             )
         )
-        salient_rows, mapping_rows = [], []
+        salient_rows, mapping_rows, suppressed_rows = [], [], []
         for h in data.heads:
             hid = head_ids[(h.layer, h.head)]
             if hid in stored:
@@ -167,6 +245,8 @@ def save_analysis(
                 salient_rows.append((analysis.id, hid, rank, s.token, s.token_id, s.amplification))
                 for mrank, m in enumerate(s.mappings):
                     mapping_rows.append((analysis.id, hid, rank, mrank, m.token, m.token_id, m.logit))
+                for mrank, m in enumerate(s.suppressed):
+                    suppressed_rows.append((analysis.id, hid, rank, mrank, m.token, m.token_id, m.logit))
         bulk_insert(
             conn,
             S.SalientToken.__table__,
@@ -179,6 +259,7 @@ def save_analysis(
             ("analysis_id", "head_id", "salient_rank", "rank", "token", "token_id", "logit"),
             mapping_rows,
         )
+        bulk_insert(conn, S.SuppressedToken.__table__, TOKEN_COLUMNS, suppressed_rows)
         if any(h.relations for h in data.heads):
             related = relation_heads(session, analysis.id)
             insert_relations(
@@ -227,6 +308,8 @@ def save_analysis(
                     S.OperationScore.k == scores.k,
                 )
             )
+            if scores.ranks is not None:
+                save_pair_outcomes(session, analysis.id, op_id, head_ids, scores, default_k, bool(already))
             if already:
                 continue
             bulk_insert(

@@ -7,7 +7,8 @@ Geva, 2024). Two questions are answered here:
   target is among the top-k tokens of the head's mapping of the source (relation score),
   and the same for the negated mapping (suppression score);
 - *salient operations*: the source tokens the head amplifies most (``‖x W_VO‖ / ‖x‖``) and
-  the tokens each one is mapped to.
+  the tokens each one is mapped to (and those it is most negatively mapped to, its
+  suppressed tokens).
 
 Nothing here materialises a ``d×d`` W_VO or a full vocabulary row per head: value
 projections are shared by the heads of a key/value group, amplification uses an
@@ -17,6 +18,7 @@ stops being scored as soon as enough tokens have beaten its target on both sides
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -31,7 +33,7 @@ from describer.maps.readable import readable, special_ids
 from describer.maps.residual import ResidualSource, residual_salient
 from describer.maps.results import HeadSalient, MappedToken, OperationScores, SalientToken
 from describer.maps.rowcache import MEMORY_BYTES, RowCache
-from describer.maps.scan import PAIR_BYTES, merge_topk, scan_layer
+from describer.maps.scan import PAIR_BYTES, Mappings, merge_topk, scan_layer
 from describer.maps.settings import AnalysisSettings
 
 Progress = Callable[[str, int, int], None]
@@ -284,11 +286,16 @@ class Analyzer:
         unique_src, pair_row = torch.unique(pair_src, return_inverse=True)
         greater = torch.zeros(L, H, len(pair_src), dtype=torch.long)
         less = torch.zeros_like(greater)
-        mapped_ids = mapped_logits = None
+        mapped = None
         if with_salient:
             k_map = self.settings.top_mappings
-            mapped_ids = torch.empty(L, H, N, k_map, dtype=torch.long)
-            mapped_logits = torch.empty(L, H, N, k_map)
+            # top logits, their ids, bottom logits, their ids (``scan.Mappings``), every layer
+            mapped = (
+                torch.empty(L, H, N, k_map),
+                torch.empty(L, H, N, k_map, dtype=torch.long),
+                torch.empty(L, H, N, k_map),
+                torch.empty(L, H, N, k_map, dtype=torch.long),
+            )
         for layer in range(L):
             if per_layer:
                 salient_ids[layer], salient_amp[layer] = self._salient_layer(layer)
@@ -304,40 +311,42 @@ class Analyzer:
             )
             greater[layer], less[layer] = g.cpu(), lss.cpu()
             if top is not None:
-                mapped_logits[layer], mapped_ids[layer] = (t.cpu() for t in top)
+                for out, t in zip(mapped, top, strict=True):
+                    out[layer] = t.cpu()
             if progress:
                 progress("head mappings", layer + 1, L)
-        scores = pair_scores(operations, pair_op, pair_k, greater, less)
+        scores = pair_scores(operations, pair_op, pair_k, greater, less, self.token_text)
         heads = []
         if with_salient:
-            heads = self._salient_results(salient_ids, salient_amp, mapped_ids, mapped_logits)
+            heads = self._salient_results(salient_ids, salient_amp, mapped)
         return heads, scores
 
-    def _salient_results(
-        self, ids: Tensor, amp: Tensor, mapped_ids: Tensor, mapped_logits: Tensor
-    ) -> list[HeadSalient]:
+    def _salient_results(self, ids: Tensor, amp: Tensor, mapped: Mappings) -> list[HeadSalient]:
+        top_v, top_i, low_v, low_i = mapped
+
+        def tokens(values: Tensor, token_ids: Tensor) -> list[MappedToken]:
+            return [
+                MappedToken(token=self.token_text(int(t)), token_id=int(t), logit=float(v))
+                for t, v in zip(token_ids.tolist(), values.tolist(), strict=True)
+                if math.isfinite(v)  # ±inf: fewer allowed tokens than asked for
+            ]
+
         heads = []
         for layer in range(self.n_layers):
             for head in range(self.n_heads):
-                tokens = []
+                salient = []
                 for j in range(ids.shape[2]):
                     if not torch.isfinite(amp[layer, head, j]):
                         continue
-                    maps = [
-                        MappedToken(token=self.token_text(int(t)), token_id=int(t), logit=float(v))
-                        for t, v in zip(
-                            mapped_ids[layer, head, j], mapped_logits[layer, head, j], strict=True
-                        )
-                        if torch.isfinite(v)
-                    ]
                     tid = int(ids[layer, head, j])
-                    tokens.append(
+                    salient.append(
                         SalientToken(
                             token=self.token_text(tid),
                             token_id=tid,
                             amplification=float(amp[layer, head, j]),
-                            mappings=maps,
+                            mappings=tokens(top_v[layer, head, j], top_i[layer, head, j]),
+                            suppressed=tokens(low_v[layer, head, j], low_i[layer, head, j]),
                         )
                     )
-                heads.append(HeadSalient(layer=layer, head=head, salient=tokens))
+                heads.append(HeadSalient(layer=layer, head=head, salient=salient))
         return heads

@@ -144,7 +144,8 @@ def paper_salient(
     heads: Iterable[Head] | None = None,
 ) -> list[HeadSalient]:
     """Each head's ``top_tokens`` most amplified sources and the ``top_mappings`` tokens each
-    maps to; ``allowed`` (a vocabulary mask) limits both to the tokens it keeps."""
+    maps to (and the ``top_mappings`` it maps lowest, most negative first); ``allowed`` (a
+    vocabulary mask) limits them to the tokens it keeps."""
     ref = PaperReference(model)
     results = []
     for layer, head in _heads(ref, heads):
@@ -160,16 +161,30 @@ def paper_salient(
             if amp == float("-inf"):
                 continue
             logits = out[source] @ ref.U
+            negated = -logits
             if allowed is not None:
                 logits = logits.masked_fill(~allowed, float("-inf"))
+                negated = negated.masked_fill(~allowed, float("-inf"))
             values, targets = logits.topk(top_mappings)
+            low, low_targets = negated.topk(top_mappings)  # the most negative logits, lowest first
+            suppressed = [
+                MappedToken(token=token_text[t], token_id=t, logit=-v)
+                for v, t in zip(low.tolist(), low_targets.tolist(), strict=True)
+                if v != float("-inf")
+            ]
             mappings = [
                 MappedToken(token=token_text[t], token_id=t, logit=v)
                 for v, t in zip(values.tolist(), targets.tolist(), strict=True)
                 if v != float("-inf")
             ]
             salient.append(
-                SalientToken(token=token_text[source], token_id=source, amplification=amp, mappings=mappings)
+                SalientToken(
+                    token=token_text[source],
+                    token_id=source,
+                    amplification=amp,
+                    mappings=mappings,
+                    suppressed=suppressed,
+                )
             )
         results.append(HeadSalient(layer=layer, head=head, salient=salient))
     return results

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor
 
 from describer.maps.patterns import PatternScores, top_of
 
@@ -22,6 +23,9 @@ class SalientToken(BaseModel):
     amplification: float
     """‖x W_VO‖ / ‖x‖ for the head's input x of this token."""
     mappings: list[MappedToken]
+    """The tokens the head's mapping of this source scores highest, highest logit first."""
+    suppressed: list[MappedToken] = []
+    """The tokens it scores lowest (same vocabulary restrictions), most negative logit first."""
 
 
 class HeadSalient(BaseModel):
@@ -31,6 +35,8 @@ class HeadSalient(BaseModel):
 
 
 class OperationScores(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
     name: str
     category: str
     k: int
@@ -39,6 +45,17 @@ class OperationScores(BaseModel):
     """``[layer][head]`` relation score: fraction of pairs whose target is in the top k."""
     suppression: list[list[float]]
     """``[layer][head]`` the same for the negated mapping."""
+    pairs: list[tuple[str, int, str, int]] = Field(default=[], exclude=True, repr=False)
+    """Each scored pair as (source token text, id, target token text, id), in the tokenized order
+    (empty when the producer does not keep per-pair outcomes). Not in the JSON output."""
+    ranks: Tensor | None = Field(default=None, exclude=True, repr=False)
+    """``[layers, heads, pairs]`` int32: tokens whose logit is strictly above the pair's target in
+    the head's mapping of the source (0 = top), so ``scores == mean(ranks < k)``. Exact below
+    ``k``; a rank of ``k`` or more is a lower bound (the scan stops counting once the target is
+    settled out of the top k on both sides). None when not kept. Not in the JSON output."""
+    suppressed_ranks: Tensor | None = Field(default=None, exclude=True, repr=False)
+    """The same for the negated mapping (tokens strictly below the target):
+    ``suppression == mean(suppressed_ranks < k)``."""
 
     def top_heads(self, n: int = 10, suppression: bool = False) -> list[dict[str, float | int]]:
         return top_of(self.suppression if suppression else self.scores, n)

@@ -1,5 +1,6 @@
 """One layer's pass over the vocabulary: where each operation pair's target ranks among a head's
-logits for its source, and the top mappings of each head's salient sources.
+logits for its source, and the top and bottom mappings of each head's salient sources (the
+tokens a source most promotes, and those it most suppresses).
 
 Memory stays bounded whatever the number of pairs or the model's size: pairs are taken in
 batches whose sources' head outputs fit ``pair_bytes``, the vocabulary is streamed in chunks
@@ -41,6 +42,12 @@ def source_batches(
     return [(a, min(a + per, n_sources)) for a in range(0, n_sources, per)]
 
 
+Mappings = tuple[Tensor, Tensor, Tensor, Tensor]
+"""Salient sources' mappings, each ``[heads, n_top, top_mappings]``: the top logits and their ids
+(highest first), then the bottom logits and their ids (most negative first); ``-inf`` / ``+inf``
+where fewer tokens were allowed."""
+
+
 def scan_layer(
     an: Analyzer,
     layer: int,
@@ -50,9 +57,9 @@ def scan_layer(
     pair_k: Int[Tensor, " p"],
     salient: Int[Tensor, "n_heads n_top"] | None,
     pair_bytes: int = PAIR_BYTES,
-) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor] | None]:
+) -> tuple[Tensor, Tensor, Mappings | None]:
     """Per head and pair, how many tokens' logits are above / below the target's (counted until
-    both reach the pair's k), and the salient sources' top mappings (logits, ids)."""
+    both reach the pair's k), and the salient sources' top and bottom mappings."""
     H, P = an.n_heads, len(pair_row)
     greater = torch.zeros(H, P, dtype=torch.long, device=an.device)
     less = torch.zeros_like(greater)
@@ -78,7 +85,7 @@ def _scan(
     tgt: Tensor,
     pair_k: Tensor,
     salient: Tensor | None,
-) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor] | None]:
+) -> tuple[Tensor, Tensor, Mappings | None]:
     H, P, d = an.n_heads, len(rows_of), an.d_model
     greater = torch.zeros(H, P, dtype=torch.long, device=an.device)
     less = torch.zeros_like(greater)
@@ -102,6 +109,8 @@ def _scan(
         k_map = an.settings.top_mappings
         best_v = torch.full((H * n_top, 0), float("-inf"), device=an.device)
         best_i = torch.zeros((H * n_top, 0), dtype=torch.long, device=an.device)
+        # The bottom k, kept as the top k of the negated logits (same restrictions).
+        low_v, low_i = best_v.clone(), best_i.clone()
         mask = an.readable_mask() if an.settings.readable_only else None
     start = 0
     column_cap = max(1024, an.chunk_elements // max(d, 1))
@@ -134,11 +143,19 @@ def _scan(
             active[h_idx[done], p_idx[done]] = False
         if salient is not None:
             logits = an.mm(Ys_flat, U_c)
+            negated = -logits
             if mask is not None:
                 logits = logits.masked_fill(~mask[start:stop], float("-inf"))
+                negated = negated.masked_fill(~mask[start:stop], float("-inf"))
             best_v, best_i = merge_topk(best_v, best_i, logits, start, k_map)
+            low_v, low_i = merge_topk(low_v, low_i, negated, start, k_map)
         start = stop
     top = None
     if salient is not None:
-        top = (best_v.view(H, n_top, -1), best_i.view(H, n_top, -1))
+        top = (
+            best_v.view(H, n_top, -1),
+            best_i.view(H, n_top, -1),
+            -low_v.view(H, n_top, -1),
+            low_i.view(H, n_top, -1),
+        )
     return greater, less, top
