@@ -51,3 +51,23 @@ def escaped(token: str) -> str:
 def is_rtl(token: str) -> bool:
     """Whether the token has a right-to-left letter (Arabic, Hebrew, …)."""
     return any(unicodedata.bidirectional(ch) in ("R", "AL") for ch in token)
+
+
+_INVISIBLE = frozenset({"Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def json_literal(token: str) -> str:
+    """The token as a JSON string literal that keeps every character readable (how prompts show
+    tokens): ``json.dumps`` escapes controls; this also escapes zero-width, bidirectional,
+    private-use and unassigned characters and line separators, which would otherwise be invisible
+    in a prompt shown to a reader (and reorder it). Other text stays as it is (no ``\\u`` for
+    every accent)."""
+    text = json.dumps(token, ensure_ascii=False)
+    if not any(unicodedata.category(ch) in _INVISIBLE for ch in text):
+        return text
+    return "".join(
+        (f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else json.dumps(ch)[1:-1])
+        if unicodedata.category(ch) in _INVISIBLE
+        else ch
+        for ch in text
+    )

@@ -8,7 +8,6 @@ a path to a ``.j2`` file renders a user's own template the same way.
 from __future__ import annotations
 
 import hashlib
-import json
 import traceback
 from dataclasses import dataclass
 from importlib import resources
@@ -18,6 +17,7 @@ from typing import Any
 import jinja2
 
 from describer.errors import HeadmapsError
+from describer.tokens import json_literal
 
 __all__ = ["Rendered", "Template", "builtin_names", "load", "render"]
 
@@ -58,8 +58,9 @@ def builtin_names() -> list[str]:
 
 
 def _tok(value: object) -> str:
-    """A token as a JSON string literal, so leading spaces and odd characters stay visible."""
-    return json.dumps(str(value), ensure_ascii=False)
+    """A token as a JSON string literal, so leading spaces and odd characters stay visible
+    (``describer.tokens.json_literal``: zero-width and bidirectional characters escaped too)."""
+    return json_literal(str(value))
 
 
 def _environment(directory: Path) -> jinja2.Environment:

@@ -4,14 +4,17 @@ the report's head filter: a head's name matches that head only, never a logit in
 from __future__ import annotations
 
 import html
+import json
 import re
+import unicodedata
 from collections.abc import Iterator
 
 import pytest
 
-from describer.tokens import escaped, is_rtl, visible
+from describer.tokens import escaped, is_rtl, json_literal, visible
 from evaluation.web.common import token_html
 from evaluation.web.report import build_report
+from prompts import render as render_prompt
 from store import open_store
 from tests._browser import needs_chromium
 from tests._storedb import analysis, definitions, model_info
@@ -110,3 +113,17 @@ def test_report_filter_reads_head_names_not_logits(page, report_store: str, word
             assert (
                 page.locator("section.head:visible").get_attribute("id") == f"L{int(name[0])}H{int(name[1])}"
             )
+
+
+@pytest.mark.parametrize(
+    "token", [" Paris", "a\u200bb", "\u202eevil", "\n\t", "é", "\U000e0041", "ورٹی", '"q"', ""]
+)
+def test_prompts_show_tokens_as_readable_json_literals(token: str) -> None:
+    literal = json_literal(token)
+    assert json.loads(literal) == token  # exact: the LLM (and a reader) can recover the token
+    assert not any(unicodedata.category(ch) in ("Cf", "Cc", "Cs", "Co", "Cn", "Zl", "Zp") for ch in literal)
+    assert ("é" in literal) == ("é" in token) and ("ورٹی" in literal) == ("ورٹی" in token)  # text stays text
+    rendered = render_prompt(
+        "salient", salient=[{"token": token, "mappings": [{"token": token}]}], categories={}
+    )
+    assert f"{literal} -> {literal}" in rendered.text
