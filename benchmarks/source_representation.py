@@ -56,7 +56,7 @@ def main() -> None:
     truth = Analyzer(
         adapter, tok, AnalysisSettings(source="embed", mlp_norm=True, attn_norm=True, fold_norms=True)
     )
-    U = truth._unembed_chunk(0, truth.vocab_size)
+    U = truth._unembed_columns(slice(0, truth.vocab_size))
     copy_op = tokenize(copying, tok, truth.vocab_size)
     layers = range(1, adapter.n_layers)
 
@@ -78,7 +78,7 @@ def main() -> None:
     for settings in CANDIDATES:
         t0 = time.perf_counter()
         an = Analyzer(adapter, tok, settings)
-        u = an._unembed_chunk(0, an.vocab_size)
+        u = an._unembed_columns(slice(0, an.vocab_size))
         overlaps, cosines = [], []
         for L in layers:
             static = top_sets(an.head_outputs(L, ids), u)

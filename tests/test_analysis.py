@@ -135,8 +135,10 @@ def test_fast_equals_reference(family_model, word_tokenizer, source: str, norms:
     settings = AnalysisSettings(source=source, mlp_norm=norms, attn_norm=norms, fold_norms=norms)
     analyzer = Analyzer(adapter, word_tokenizer, settings, chunk_elements=CHUNK)
     chunks = []
-    unembed_chunk = analyzer._unembed_chunk
-    analyzer._unembed_chunk = lambda start, stop: chunks.append(start) or unembed_chunk(start, stop)
+    unembed = analyzer._unembed_columns
+    analyzer._unembed_columns = lambda ids: (
+        (isinstance(ids, slice) and chunks.append(ids.start)) or unembed(ids)
+    )
     heads, scores = analyzer.analyze(ops)
     assert len(chunks) == 3 * adapter.n_layers  # the vocabulary really is streamed
     assert_same_scores(scores, reference_operation_scores(adapter, ops, settings))

@@ -198,9 +198,6 @@ class Analyzer:
         norm = self.layer(layer).norm
         return norm(rows) if norm is not None else rows
 
-    def _unembed_chunk(self, start: int, stop: int) -> Float[Tensor, "d c"]:
-        return self._unembed_columns(slice(start, stop))
-
     def _unembed_columns(self, ids: Tensor | slice) -> Float[Tensor, "d n"]:
         u = self.adapter.unembedding_rows(ids, self.device).T * self._U_scale[:, None]
         return u - u.mean(0, keepdim=True) if self._U_center else u

@@ -32,7 +32,6 @@ from describer.maps.aliases import (  # noqa: F401  (re-exported: callers know t
 
 DEFAULT_MODEL = "gemma-3-270m"
 GGUF_MAGIC = b"GGUF"
-_COMPLETE = COMPLETE
 
 
 # --- specs -----------------------------------------------------------------------------------
@@ -169,7 +168,7 @@ def _convert_gguf(path: Path, digest: str) -> Path:
     config and tokenizer; return their directory. float32 because the dequantised values
     (block scale × quant, for K-quants) are not exact in bfloat16 or float16."""
     out = converted_dir(digest)
-    if (out / _COMPLETE).exists():
+    if (out / COMPLETE).exists():
         return out
     # torch, transformers and gguf: only the commands that load a model import them.
     from transformers import AutoTokenizer
@@ -203,7 +202,7 @@ def _convert_gguf(path: Path, digest: str) -> Path:
         write_shards(source, staging)
         source.config.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        (staging / _COMPLETE).write_text(f"{path.name}\n{digest}\n")
+        (staging / COMPLETE).write_text(f"{path.name}\n{digest}\n")
         if out.exists():
             shutil.rmtree(out)
         os.replace(staging, out)
@@ -241,15 +240,14 @@ def load_model(
     read in ``dtype`` when used)."""
     if weights not in ("stream", "full"):
         raise HeadmapsError(f"unknown --weights {weights!r}; use stream or full")
-    if dtype not in DTYPES:
-        raise HeadmapsError(f"unknown --dtype {dtype!r}; use one of: {', '.join(DTYPES)}")
+    check_dtype(dtype)
     if weights == "full" and dtype != "float32":
         raise HeadmapsError(f"--dtype {dtype} needs --weights stream (a whole model is loaded in float32)")
     resolved = spec if isinstance(spec, ModelSpec) else resolve(spec)
     if resolved.kind in ("alias", "gguf"):
         if resolved.alias is not None:
             digest = resolved.alias.sha256
-            if not (converted_dir(digest) / _COMPLETE).exists():
+            if not (converted_dir(digest) / COMPLETE).exists():
                 _convert_gguf(materialise_alias(resolved.alias), digest)
         else:
             path = Path(resolved.source)
@@ -331,13 +329,17 @@ def _streamed(spec: ModelSpec, directory: Path, digest: str | None, device: str,
     return LoadedModel(spec, skeleton, tokenizer, digest, tensors=tensors, weights=weights)
 
 
+def check_dtype(name: str) -> None:
+    if name not in DTYPES:
+        raise HeadmapsError(f"unknown --dtype {name!r}; use one of: {', '.join(DTYPES)}")
+
+
 def compute_dtype(name: str, device: str):  # noqa: ANN201  (torch.dtype; torch imported lazily)
     """The torch dtype called ``name``, checked to compute on ``device``."""
     # torch, as in ``_load_pretrained``.
     import torch
 
-    if name not in DTYPES:
-        raise HeadmapsError(f"unknown --dtype {name!r}; use one of: {', '.join(DTYPES)}")
+    check_dtype(name)
     dtype = getattr(torch, name)
     try:
         probe = torch.ones(4, 4, dtype=dtype, device=device)

@@ -120,7 +120,7 @@ def _scan(
             break
         step = int(min(max(an.chunk_elements // max(n_rows, 1), 1024), MAX_STEP, column_cap))
         stop = min(start + step, an.vocab_size)
-        U_c = an._unembed_chunk(start, stop)
+        U_c = an._unembed_columns(slice(start, stop))
         if Y_flat is not None and active.any():
             h_idx, p_idx = active.nonzero(as_tuple=True)
             rows = h_idx * len(sources) + rows_of[p_idx]

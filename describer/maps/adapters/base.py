@@ -259,16 +259,24 @@ class Adapter(ABC):
         return y
 
 
-def check_family(config: object) -> None:
-    """Refuse a config no adapter reads (before anything is built from it)."""
+def _adapter_class(config: object) -> type[Adapter]:
+    """The adapter class reading ``config`` (its ``model_type``, or its text config's for a
+    multimodal wrapper); ``UnsupportedArchitecture`` when none does."""
     types = [
         getattr(config, "model_type", None),
         getattr(getattr(config, "text_config", None), "model_type", None),
     ]
-    if not any(t in Adapter.registry for t in types if t):
-        raise UnsupportedArchitecture(
-            f"unsupported architecture {types[0]!r}; supported families: {', '.join(supported_families())}"
-        )
+    for name in types:
+        if name and name in Adapter.registry:
+            return Adapter.registry[name]
+    raise UnsupportedArchitecture(
+        f"unsupported architecture {types[0]!r}; supported families: {', '.join(supported_families())}"
+    )
+
+
+def check_family(config: object) -> None:
+    """Refuse a config no adapter reads (before anything is built from it)."""
+    _adapter_class(config)
 
 
 def adapter_for(
@@ -276,17 +284,7 @@ def adapter_for(
 ) -> Adapter:
     """The adapter for ``model`` (a loaded model, or a skeleton with the ``tensors`` it streams
     from and the ``weights`` that load its blocks), chosen by ``config.model_type``."""
-    config = model.config
-    model_type = getattr(config, "model_type", None)
-    cls = Adapter.registry.get(model_type or "")
-    if cls is None:
-        text = getattr(config, "text_config", None)
-        cls = Adapter.registry.get(getattr(text, "model_type", "") or "")
-    if cls is None:
-        raise UnsupportedArchitecture(
-            f"unsupported architecture {model_type!r}; supported families: {', '.join(supported_families())}"
-        )
-    return cls(model, tensors, weights)
+    return _adapter_class(model.config)(model, tensors, weights)
 
 
 def supported_families() -> list[str]:
