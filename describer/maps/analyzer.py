@@ -90,6 +90,18 @@ class Analyzer:
         self._readable: Tensor | None = None
         self._token_text: list[str] | None = None
 
+    def close(self) -> None:
+        """Release the vocabulary's cached source rows (a spill file on disk for big models)."""
+        if self._source_cache is not None:
+            self._source_cache.close()
+            self._source_cache = None
+
+    def __enter__(self) -> Analyzer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def layer(self, index: int) -> _Layer:
         """Layer ``index``'s value/output matrices on ``device``: read once and kept for a loaded
         model; for a streamed one only the latest layer is kept (so memory is one layer's)."""

@@ -110,9 +110,9 @@ def analyze_model(
     heads, scores, notes, tokenized = [], [], {}, []
     if with_salient or operations:
         tokenized = tokenize_all(operations, loaded, k, warn, strict=len(operations) == 1)
-        analyzer = Analyzer(loaded.adapter, loaded.tokenizer, settings, device=device)
-        heads, scores = analyzer.analyze(tokenized, with_salient=with_salient, progress=progress)
-        notes = source_notes(analyzer)
+        with Analyzer(loaded.adapter, loaded.tokenizer, settings, device=device) as analyzer:
+            heads, scores = analyzer.analyze(tokenized, with_salient=with_salient, progress=progress)
+            notes = source_notes(analyzer)
     measured = None
     if patterns is not None:
         measured = pattern_scores(
@@ -153,8 +153,8 @@ def score_operation(
     loaded = loaded or load_model(model, device=device, weights=weights, dtype=dtype)
     settings = settings_for(loaded, choice, dtype=dtype)
     (op,) = tokenize_all([operation], loaded, k, warn, strict=True)
-    analyzer = Analyzer(loaded.adapter, loaded.tokenizer, settings, device=device)
-    _, (scores,) = analyzer.analyze([op], with_salient=False, progress=progress)
+    with Analyzer(loaded.adapter, loaded.tokenizer, settings, device=device) as analyzer:
+        _, (scores,) = analyzer.analyze([op], with_salient=False, progress=progress)
     return loaded.name, scores
 
 
