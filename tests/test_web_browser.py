@@ -81,7 +81,7 @@ def test_heatmap_hover_and_click_into_a_head(page, site) -> None:  # noqa: ANN00
     page.wait_for_function(f"document.getElementById('hover-info').textContent.includes({CAPITALS!r})")
     page.select_option("#colour-by", "operation")  # the select submits itself
     page.wait_for_url(re.compile(r"by=operation"))
-    assert re.match(r"L1\.H2 \(0\.\d\d\): ", page.get_attribute('a.cell[data-head="L1.H2"]', "title"))
+    assert re.match(r"L1\.H2 \(0\.\d\d\): ", page.get_attribute('a.cell[data-head="L1.H2"]', "aria-label"))
     page.click('a.cell[data-head="L1.H2"]')
     page.wait_for_url(re.compile(r"/models/tiny/heads/L1\.H2$"))
     assert page.text_content("h1") == "tiny · L1.H2 (layer 1, head 2)"

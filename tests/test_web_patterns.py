@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from evaluation.web import create_app
-from evaluation.web.heatmap import blues
+from evaluation.web.heatmap_svg import sequential as blues
 from store import open_store
 from store.records import PatternsIn
 from tests._patternstore import LATEST, add_patterns
@@ -42,12 +42,12 @@ def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClien
 
 def cells(page: str) -> dict[str, tuple[str, str]]:
     """The heatmap's cells: head -> (background, title)."""
-    found = re.findall(r'style="background:(#[0-9a-f]{6})" data-head="(L\d+\.H\d+)" title="([^"]*)"', page)
-    return {head: (colour, html.unescape(title)) for colour, head, title in found}
+    found = re.findall(r'data-head="(L\d+\.H\d+)"[^>]*aria-label="([^"]*)"><rect [^>]*fill="(#[0-9a-f]{6})"', page)
+    return {head: (colour, html.unescape(title)) for head, title, colour in found}
 
 
 def test_model_heatmap_coloured_by_a_fraction(client: TestClient) -> None:
-    page = client.get("/models/tiny", params={"by": "pattern", "pattern": "induction"})
+    page = client.get("/models/tiny", params={"by": "pattern", "pattern": "induction", "scale": "shared"})
     assert page.status_code == 200
     shown = cells(page.text)
     assert len(shown) == 12
@@ -71,7 +71,10 @@ def test_model_heatmap_coloured_by_a_fraction(client: TestClient) -> None:
     assert '<option value="pattern" selected>attention pattern</option>' in page.text
     assert "mean attention to the token after the current token&#39;s earlier occurrence" in page.text
     # A pattern alone picks the colouring; without one, the first stored pattern is shown.
-    assert cells(client.get("/models/tiny", params={"pattern": "induction"}).text) == shown
+    assert cells(client.get("/models/tiny", params={"pattern": "induction", "scale": "shared"}).text) == shown
+    fitted = cells(client.get("/models/tiny", params={"pattern": "induction"}).text)  # the default
+    darkest = max(LATEST["induction"][layer][head] for layer in range(3) for head in range(4))
+    assert fitted["L1.H2"][0] == blues(0.83 / darkest)
     first = cells(client.get("/models/tiny", params={"by": "pattern"}).text)
     assert first["L0.H1"][1].startswith("L0.H1 (0.90): ")  # previous_token
 

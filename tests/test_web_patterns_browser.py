@@ -42,11 +42,11 @@ def test_choosing_a_pattern_recolours_the_heatmap(page) -> None:  # noqa: ANN001
     page.goto(f"{base}/models/tiny")
     page.select_option("#pattern", "induction")  # the select submits itself, colouring by pattern
     page.wait_for_url(re.compile(r"by=pattern.*pattern=induction"))
-    assert page.get_attribute('a.cell[data-head="L1.H2"]', "title").startswith("L1.H2 (0.83): ")
+    assert page.get_attribute('a.cell[data-head="L1.H2"]', "aria-label").startswith("L1.H2 (0.83): ")
     assert page.input_value("#colour-by") == "pattern"
     page.click('a.cell[data-head="L0.H1"]')
     page.wait_for_url(re.compile(r"/models/tiny/heads/L0\.H1$"))
     assert page.locator("#patterns tr.notable").count() == 2  # previous_token 0.9, induction 0.45
     page.click('#patterns tr[data-pattern="entropy"] a')
     page.wait_for_url(re.compile(r"by=pattern&pattern=entropy"))
-    assert page.get_attribute('a.cell[data-head="L2.H3"]', "title").startswith("L2.H3 (3.30): ")
+    assert page.get_attribute('a.cell[data-head="L2.H3"]', "aria-label").startswith("L2.H3 (3.30): ")

@@ -19,7 +19,7 @@ from evaluation.web.patterns import PatternGrid, pattern_grid
 from evaluation.web.rating import RatingPost, blind, blind_head, rate, viewer_name
 from store import Store
 from store.labels import CATEGORIES, RATING_LABELS, RATING_MEANINGS
-from store.records import DescriptionOut, HeadView, ModelSummary, RatingOut, RelationHit
+from store.records import DescriptionOut, HeadPairs, HeadView, ModelSummary, RatingOut, RelationHit
 
 router = APIRouter(prefix="/api", tags=["api"])
 BEARER = HTTPBearer(auto_error=False, description="A rater's token (headmaps raters add NAME).")
@@ -144,14 +144,34 @@ def api_pattern(
     return pattern_grid(store_of(request), model, pattern, top=top)
 
 
+@router.get(
+    "/models/{model:path}/heads/{spec}/pairs/{operation}",
+    response_model=HeadPairs,
+    summary="The pairs of an operation a head gets right and wrong",
+)
+def api_head_pairs(request: Request, model: str, spec: str, operation: str) -> HeadPairs:
+    """Each pair's target rank in the head's mapping of its source (exact below k, a lower bound
+    at k or above) and whether it is among the top k (``hit``), for the relation and the
+    suppression score."""
+    layer, head = head_spec(spec)
+    return store_of(request).head_pairs(model, layer, head, operation)
+
+
 @router.get("/models/{model:path}", response_model=ModelPage, summary="A model and its layer×head grid")
 def api_model(
-    request: Request, model: str, operation: str | None = None, pattern: str | None = None
+    request: Request,
+    model: str,
+    operation: str | None = None,
+    pattern: str | None = None,
+    metric: Literal["relation", "suppression"] = "relation",
 ) -> ModelPage:
-    """The grid's ``score`` is ``operation``'s relation score or ``pattern``'s score."""
+    """The grid's ``score`` is ``operation``'s relation (or ``metric=suppression``) score, or
+    ``pattern``'s score."""
     store = store_of(request)
     summary = store.get_model(model)
-    grid = queries.grid(store, model, operation or None, pattern or None, viewer=viewer_name(request))
+    grid = queries.grid(
+        store, model, operation or None, pattern or None, viewer=viewer_name(request), metric=metric
+    )
     cells = [[queries.Cell(**c) for c in row] for row in grid.cells]
     return ModelPage(model=summary, grid=grid.model_copy(update={"cells": cells}))
 

@@ -27,7 +27,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
 from describer.errors import HeadmapsError
-from evaluation.web import head_pages, heatmap, pages, review_pages, search_page
+from evaluation.web import compare, head_pages, heatmap, pages, review_pages, search_page
 from evaluation.web.api import router as api_router
 from evaluation.web.auth import CSRF_FIELD, Guard, guard_of
 from evaluation.web.common import HERE, WebError, environment, known_query, status_of
@@ -134,7 +134,8 @@ def create_app(
     # Each router refuses query parameters its routes do not take (422). The model page's
     # /models/{model:path} would swallow the head and report URLs: it comes last.
     checked = [Depends(known_query)]
-    for router in (api_router, login_router, pages.router, head_pages.router, review_pages.router):
+    routers = (api_router, compare.api_router, login_router, pages.router, compare.router, head_pages.router)
+    for router in (*routers, review_pages.router):
         app.include_router(router, dependencies=checked)
     app.include_router(search_page.router, dependencies=checked)
     app.include_router(heatmap.router, dependencies=checked)

@@ -1,20 +1,27 @@
 """A model's page: its layer × head heatmap, coloured by description category, rating,
-operation score or attention pattern, and the heads found by a relation."""
+operation score (relation or suppression) or attention pattern, with a colour bar, the top
+heads of a scored view, its downloads (``format=csv|json``), and the heads found by a relation.
+The overview (``overview``) is included first: ``/models/{model:path}`` would swallow it."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
-from markupsafe import Markup, escape
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel, ConfigDict
 
+from describer.heads import head_name
 from describer.maps.patterns import PATTERNS
 from evaluation.relations import find_heads
-from evaluation.web import queries
-from evaluation.web.common import WebError, head_name, model_url, render, store_of
-from evaluation.web.patterns import scale_of, shade, stored_patterns
+from evaluation.web import overview, queries
+from evaluation.web.common import WebError, model_url, render, store_of
+from evaluation.web.exports import check_format, table_response
+from evaluation.web.heatmap_svg import SCALES, Scale, fit, gradient, heatmap_svg, sequential
+from evaluation.web.patterns import stored_patterns
 from evaluation.web.rating import viewer_name
+from store import Store
 
 router = APIRouter(include_in_schema=False)
+router.include_router(overview.router)
 
 CATEGORY_COLOURS = {
     "knowledge_recalling": "#4e79a7",
@@ -29,40 +36,24 @@ RATING_COLOURS = {
     "not_plausible": "#c62828",
     "cannot_tell": "#9e9e9e",
 }
-EMPTY = "#f1f1f1"
+TOP_CHOICES = (10, 20, 50, 100)
+HEATMAP_COLUMNS = ["name", "layer", "head", "score", "category", "description"]
+TOP_COLUMNS = ["rank", "name", "layer", "head", "score", "category", "description"]
 
 
-def _blue(t: float) -> str:
-    low, high = (247, 251, 255), (8, 48, 107)
-    return "#" + "".join(f"{round(a + (b - a) * t):02x}" for a, b in zip(low, high, strict=True))
+class View(BaseModel):
+    """What one model page shows: the grid, each cell's colour, and for a scored view its
+    scale and its heads ranked by score."""
 
+    model_config = ConfigDict(arbitrary_types_allowed=True)
 
-BLUES = [_blue(i / 100) for i in range(101)]
-
-
-def blues(value: float | None) -> str:
-    """A sequential colour for a score in [0, 1] (white to dark blue), in 101 steps."""
-    if value is None:
-        return EMPTY
-    return BLUES[round(min(max(value, 0.0), 1.0) * 100)]
-
-
-def heatmap_cells(grid: queries.Grid, colour: list[list[str]], base: str) -> Markup:
-    """The heatmap's rows as HTML. Built here rather than in the template because a Jinja loop
-    over 5,000 cells dominated the page's time; every text is escaped just the same."""
-    base = escape(base)
-    parts: list[str] = []
-    for layer, row in enumerate(grid.cells):
-        parts.append(f'<span class="axis">{layer}</span>')
-        for c in row:
-            spec = head_name(layer, c["head"])
-            score = f" ({c['score']:.2f})" if c["score"] is not None else ""
-            title = escape(f"{spec}{score}: {c['line'] or 'not described'}")
-            parts.append(
-                f'<a class="cell" href="{base}/heads/{spec}" style="background:{colour[layer][c["head"]]}" '
-                f'data-head="{spec}" title="{title}"></a>'
-            )
-    return Markup("".join(parts))
+    grid: queries.Grid
+    by: str
+    colours: list[list[str | None]]
+    shades: list[list[float | None]] | None = None
+    scale: Scale | None = None
+    ranked: list[dict] = []
+    """Scored cells, highest first (ties by layer, then head)."""
 
 
 def _fraction(text: str) -> float:
@@ -73,79 +64,164 @@ def _fraction(text: str) -> float:
         raise WebError(422, f"the minimum fraction must be a number between 0 and 1, not {text!r}") from None
 
 
-@router.get("/models/{model:path}", response_class=HTMLResponse)
-def model_page(
-    request: Request,
+def build_view(
+    store: Store,
     model: str,
-    by: str = "",
-    op: str = "",
-    pattern: str = "",
-    relation: str = "",
-    min_fraction: str = "",
-) -> HTMLResponse:
-    store = store_of(request)
+    by: str,
+    operation: str,
+    metric: str,
+    pattern: str,
+    scale: str,
+    viewer: str | None,
+) -> View:
+    """The page's view; a bad choice is one clear 404 or 422."""
+    if metric not in queries.METRICS:
+        raise WebError(422, f"metric must be relation or suppression, not {metric!r}")
+    if scale not in SCALES:
+        raise WebError(422, f"scale must be fitted or shared, not {scale!r}")
     ops = queries.operations_of(store, model)
-    relation = relation.strip()
-    related = (
-        find_heads(store, relation, model=model, min_fraction=_fraction(min_fraction), limit=None)
-        if relation
-        else None
-    )
-    if not by and pattern:
-        by = "pattern"
+    if not by:
+        by = "pattern" if pattern else "operation" if operation else ""
     if not by:
         by = "category" if queries.has_descriptions(store, model) or not ops else "operation"
     if by not in ("category", "rating", "operation", "pattern"):
         raise WebError(422, f"colour by category, rating or operation, or by pattern, not {by!r}")
-    operation = chosen = None
+    chosen_op = chosen_pattern = None
     if by == "operation":
         if not ops:
             raise WebError(404, f"no operation scores stored for {model}")
-        operation = op or ops[0]
+        chosen_op = operation or ops[0]
     if by == "pattern":
         stored = stored_patterns(store, model)
         if not stored:
             raise WebError(
                 404, f"no attention-pattern scores stored for {model}; run: headmaps analyze {model}"
             )
-        chosen = pattern or stored[0]
-    grid = queries.grid(store, model, operation, chosen, viewer=viewer_name(request))
-    meaning = PATTERNS.get(chosen or "")
-    if by == "pattern":
-        scale = scale_of(
-            grid.pattern, [c["score"] for row in grid.cells for c in row if c["score"] is not None]
-        )
-        colour = [[blues(shade(c["score"], scale)) for c in row] for row in grid.cells]
-        unit = f" {meaning.unit}" if meaning and meaning.unit != "fraction" else ""
-        legend = [("0", blues(0.0)), (f"{scale / 2:.2g}", blues(0.5)), (f"{scale:.3g}{unit}", blues(1.0))]
-        legend.append(("no score", EMPTY))
-    elif by == "operation":
-        colour = [[blues(c["score"]) for c in row] for row in grid.cells]
-        legend = [("0", blues(0.0)), ("0.5", blues(0.5)), ("1", blues(1.0)), ("no score", EMPTY)]
-    elif by == "rating":
-        colour = [[RATING_COLOURS.get(c["rating"] or "", EMPTY) for c in row] for row in grid.cells]
-        legend = [*RATING_COLOURS.items(), ("not rated", EMPTY)]
+        chosen_pattern = pattern or stored[0]
+    grid = queries.grid(store, model, chosen_op, chosen_pattern, viewer=viewer, metric=metric)
+    if by == "rating":
+        colours = [[RATING_COLOURS.get(c["rating"] or "") for c in row] for row in grid.cells]
+        return View(grid=grid, by=by, colours=colours)
+    if by == "category":
+        colours = [[CATEGORY_COLOURS.get(c["category"] or "") for c in row] for row in grid.cells]
+        return View(grid=grid, by=by, colours=colours)
+    ranked = [c for row in grid.cells for c in row if c["score"] is not None]
+    ranked.sort(key=lambda c: (-c["score"], c["layer"], c["head"]))
+    fitted = fit(
+        [c["score"] for c in ranked],
+        scale,
+        operation=chosen_op,
+        metric=metric,
+        pattern=chosen_pattern,
+        k=grid.k,
+        n_pairs=grid.n_pairs,
+    )
+    shades = [[fitted.shade(c["score"]) for c in row] for row in grid.cells]
+    colours = [[sequential(t) for t in row] for row in shades]
+    return View(grid=grid, by=by, colours=colours, shades=shades, scale=fitted, ranked=ranked)
+
+
+def _row(c: dict) -> dict:
+    return {
+        "name": head_name(c["layer"], c["head"]),
+        "layer": c["layer"],
+        "head": c["head"],
+        "score": c["score"],
+        "category": c["category"],
+        "description": c["line"],
+    }
+
+
+def download(view: View, table: str, fmt: str, top: int) -> Response:
+    """The heatmap's every cell, or the top-heads table, as CSV or JSON."""
+    check_format(fmt)
+    grid = view.grid
+    what = grid.operation and f"{grid.operation}-{grid.metric}" or grid.pattern or view.by
+    if table == "top":
+        if view.scale is None:
+            raise WebError(422, "the top-heads table needs a scored view: by=operation or by=pattern")
+        rows = [{"rank": i + 1, **_row(c)} for i, c in enumerate(view.ranked[:top])]
+        return table_response(rows, TOP_COLUMNS, fmt, f"{grid.model}-{what}-top{top}")
+    rows = [_row(c) for row in grid.cells for c in row]
+    return table_response(rows, HEATMAP_COLUMNS, fmt, f"{grid.model}-{what}-heatmap")
+
+
+@router.get("/models/{model:path}", response_class=HTMLResponse)
+def model_page(
+    request: Request,
+    model: str,
+    by: str = "",
+    operation: str = "",
+    metric: str = "relation",
+    pattern: str = "",
+    scale: str = "fitted",
+    values: str = "",
+    top: int = Query(default=20, ge=1, le=1000),
+    relation: str = "",
+    min_fraction: str = "",
+    format: str = "",  # noqa: A002 - the shared download parameter's name
+    table: str = "heatmap",
+) -> Response:
+    if values not in ("", "0", "1"):
+        raise WebError(422, f"values must be 1 (show each cell's score) or 0, not {values!r}")
+    if table not in ("heatmap", "top"):
+        raise WebError(422, f"table must be heatmap or top, not {table!r}")
+    store = store_of(request)
+    view = build_view(store, model, by, operation, metric, pattern, scale, viewer_name(request))
+    if format:
+        return download(view, table, format, top)
+    relation = relation.strip()
+    related = (
+        find_heads(store, relation, model=model, min_fraction=_fraction(min_fraction), limit=None)
+        if relation
+        else None
+    )
+    grid = view.grid
+    if view.by == "rating":
+        legend = [*RATING_COLOURS.items(), ("not rated", None)]
+    elif view.by == "category":
+        legend = [*CATEGORY_COLOURS.items(), ("not described", None)]
     else:
-        colour = [[CATEGORY_COLOURS.get(c["category"] or "", EMPTY) for c in row] for row in grid.cells]
-        legend = [*CATEGORY_COLOURS.items(), ("not described", EMPTY)]
+        legend = []
     cells = [c for row in grid.cells for c in row]
     counts = {
         "described": sum(c["description_id"] is not None for c in cells),
         "rated": sum(c["ratings"] > 0 for c in cells),
         "unclear": sum(c["unclear"] for c in cells),
     }
+    state = {"by": view.by, "metric": grid.metric, "scale": view.scale.mode if view.scale else scale}
+    if grid.operation:
+        state["operation"] = grid.operation
+    if grid.pattern:
+        state["pattern"] = grid.pattern
     return render(
         request,
         "model.html",
-        cells_html=heatmap_cells(grid, colour, model_url(model)),
+        heatmap_svg=heatmap_svg(
+            grid.cells,
+            view.colours,
+            model_url(model),
+            scored=view.scale is not None,
+            shades=view.shades,
+            values=values == "1" and view.scale is not None,
+        ),
         counts=counts,
         grid=grid,
-        colour=colour,
         legend=legend,
-        by=by,
-        op=operation,
-        pattern=chosen,
-        meaning=meaning,
+        by=view.by,
+        operation=grid.operation,
+        metric=grid.metric,
+        pattern=grid.pattern,
+        meaning=PATTERNS.get(grid.pattern or ""),
+        scale=view.scale,
+        scale_mode=state["scale"],
+        gradient=gradient(),
+        values=values == "1",
+        top=top,
+        top_choices=sorted({*TOP_CHOICES, top}),
+        ranked=view.ranked[:top],
+        n_scored=len(view.ranked),
+        state=state,
         base=model_url(model),
         relation=relation,
         min_fraction=min_fraction,

@@ -41,7 +41,8 @@ class Cell(BaseModel):
     """The most frequent current rating label over the head's descriptions (ties: the better)."""
     ratings: int = 0
     score: float | None = None
-    """The chosen operation's relation score, or the chosen attention pattern's score."""
+    """The chosen operation's relation (or suppression) score, or the chosen attention
+    pattern's score."""
 
 
 class Grid(BaseModel):
@@ -52,6 +53,12 @@ class Grid(BaseModel):
     operations: list[str]
     """Operations scored for this model, by name."""
     operation: str | None
+    metric: str = "relation"
+    """Which of the operation's scores ``score`` is: ``relation`` or ``suppression``."""
+    k: int | None = None
+    """The operation's k (its target among the head's top k) in the scores shown."""
+    n_pairs: int | None = None
+    """How many of the operation's pairs were scored (single tokens for the tokenizer)."""
     patterns: list[str] = []
     """Attention patterns stored for this model (its latest pattern analysis), by name."""
     pattern: str | None = None
@@ -97,7 +104,48 @@ def latest_patterns(session: Session, model_id: int) -> tuple[int | None, list[s
     return analysis, ordered(list(names))
 
 
-def _rows(conn: Connection, statement: Executable) -> list[tuple]:
+METRICS = ("relation", "suppression")
+"""An operation's two scores (``operation_score``): its pairs' targets among the head's top k
+mappings of their sources, or among its k most suppressed."""
+
+
+def check_metric(metric: str) -> str:
+    if metric not in METRICS:
+        raise InvalidValue(f"metric must be relation or suppression, not {metric!r}")
+    return metric
+
+
+def score_source(session: Session, model_id: int, operation: str) -> tuple[int, int] | None:
+    """The (analysis, operation) ids of the latest analysis that scored ``operation`` at its
+    default k: a primary-key probe per pair, newest first, instead of a join that walks every
+    score of the model."""
+    analyses = session.scalars(
+        select(S.Analysis.id).where(S.Analysis.model_id == model_id).order_by(S.Analysis.id.desc())
+    ).all()
+    op_ids = session.scalars(
+        select(S.Operation.id).where(S.Operation.name == operation).order_by(S.Operation.id.desc())
+    ).all()
+    return next(
+        (
+            (a, o)
+            for a in analyses
+            for o in op_ids
+            if session.scalar(
+                select(S.OperationScore.head_id)
+                .where(
+                    S.OperationScore.analysis_id == a,
+                    S.OperationScore.operation_id == o,
+                    S.OperationScore.default_k,
+                )
+                .limit(1)
+            )
+            is not None
+        ),
+        None,
+    )
+
+
+def fetch_rows(conn: Connection, statement: Executable) -> list[tuple]:
     """A statement's rows as plain tuples straight from the driver's cursor: for the ~25,000
     rows of a big heatmap, SQLAlchemy's per-row result processing cost more than the queries
     (``benchmarks/bench_web.py``). Same transaction, same SQL, any dialect's paramstyle."""
@@ -119,15 +167,19 @@ def grid(
     pattern: str | None = None,
     *,
     viewer: str | None = None,
+    metric: str = "relation",
 ) -> Grid:
     """Every head of ``model`` with its latest description, rating summary and (when
     ``operation`` is given) that operation's score from the latest analysis scoring it, or
     (when ``pattern`` is given) that attention pattern's score from the latest pattern analysis.
     A cell's rating label counts only descriptions ``viewer`` has rated (blind review: nobody
     sees how others judged a description before judging it); its number counts them all.
+    ``metric`` picks the operation's relation or suppression score.
 
     Rows are read through Core (no ORM objects) into plain dicts and the result is built
     without re-validation: a 5,120-head grid is about 20,000 rows."""
+    check_metric(metric)
+    k_of = pairs = None
     with store.read() as session:
         m = model_row(session, model)
         ops = operations(session, m.id)
@@ -153,7 +205,7 @@ def grid(
         ]
         heads: dict[int, dict[str, Any]] = {
             hid: cells[layer][index]
-            for hid, layer, index in _rows(
+            for hid, layer, index in fetch_rows(
                 conn, select(S.Head.id, S.Head.layer, S.Head.index).where(S.Head.model_id == m.id)
             )
         }
@@ -169,7 +221,7 @@ def grid(
         text = func.substr(
             func.coalesce(func.nullif(d.pattern, ""), func.nullif(d.inputs, ""), d.reasoning), 1, 400
         )
-        for hid, did, n, first_text, category, status, unclear in _rows(
+        for hid, did, n, first_text, category, status, unclear in fetch_rows(
             conn,
             select(latest.c.head_id, latest.c.id, latest.c.n)
             .join(d, d.id == latest.c.id)
@@ -184,7 +236,7 @@ def grid(
         totals: dict[int, int] = {}
         rows = [
             r
-            for r in _rows(
+            for r in fetch_rows(
                 conn,
                 select(d.head_id, S.Rating.label, S.Rating.description_id, S.Rating.rater)
                 .join(d, d.id == S.Rating.description_id)
@@ -204,46 +256,24 @@ def grid(
             best = max(counter, key=lambda label: (counter[label], -rank.get(label, 99))) if counter else None
             heads[hid].update(rating=best, ratings=total)
         if operation is not None:
-            # The latest analysis that scored the operation, at its default k: a primary-key
-            # probe per (analysis, operation) pair, newest first, instead of a join that
-            # walks every score of the model.
-            analyses = session.scalars(
-                select(S.Analysis.id).where(S.Analysis.model_id == m.id).order_by(S.Analysis.id.desc())
-            ).all()
-            op_ids = session.scalars(
-                select(S.Operation.id).where(S.Operation.name == operation).order_by(S.Operation.id.desc())
-            ).all()
-            first = next(
-                (
-                    (a, o)
-                    for a in analyses
-                    for o in op_ids
-                    if session.scalar(
-                        select(S.OperationScore.head_id)
-                        .where(
-                            S.OperationScore.analysis_id == a,
-                            S.OperationScore.operation_id == o,
-                            S.OperationScore.default_k,
-                        )
-                        .limit(1)
-                    )
-                    is not None
-                ),
-                None,
-            )
-            if first is not None:
-                for hid, relation in _rows(
+            source = score_source(session, m.id, operation)
+            if source is not None:
+                column = getattr(S.OperationScore, metric)
+                for hid, value, k, n_pairs in fetch_rows(
                     conn,
-                    select(S.OperationScore.head_id, S.OperationScore.relation).where(
-                        S.OperationScore.analysis_id == first[0],
-                        S.OperationScore.operation_id == first[1],
+                    select(
+                        S.OperationScore.head_id, column, S.OperationScore.k, S.OperationScore.n_pairs
+                    ).where(
+                        S.OperationScore.analysis_id == source[0],
+                        S.OperationScore.operation_id == source[1],
                         S.OperationScore.default_k,
                     ),
                 ):
-                    if hid in heads and relation is not None and not math.isnan(relation):
-                        heads[hid]["score"] = relation
+                    k_of, pairs = k, max(pairs or 0, n_pairs)
+                    if hid in heads and value is not None and not math.isnan(value):
+                        heads[hid]["score"] = value
         if pattern is not None:
-            for hid, score in _rows(
+            for hid, score in fetch_rows(
                 conn,
                 select(S.HeadPattern.head_id, S.HeadPattern.score).where(
                     S.HeadPattern.pattern_analysis_id == pattern_analysis, S.HeadPattern.pattern == pattern
@@ -258,6 +288,9 @@ def grid(
             n_heads=m.n_heads,
             operations=ops,
             operation=operation,
+            metric=metric,
+            k=k_of,
+            n_pairs=pairs,
             patterns=patterns,
             pattern=pattern,
             cells=cells,  # plain dicts with Cell's fields: 5,000 models cost more than the queries

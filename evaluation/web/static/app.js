@@ -27,14 +27,14 @@
     if (!grid || !info) return;
     function show(event) {
       var cell = event.target.closest ? event.target.closest("a.cell") : null;
-      if (cell) info.textContent = cell.getAttribute("title");
+      if (cell) info.textContent = cell.getAttribute("aria-label");
     }
     grid.addEventListener("mouseover", show);
     grid.addEventListener("focusin", show);
     document.querySelectorAll(".controls select").forEach(function (select) {
       select.addEventListener("change", function () {
         var by = document.getElementById("colour-by");
-        if (by && select.name === "op") by.value = "operation";
+        if (by && select.name === "operation") by.value = "operation";
         if (by && select.name === "pattern") by.value = "pattern";
         select.form.submit();
       });
