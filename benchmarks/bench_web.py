@@ -281,7 +281,7 @@ def main() -> None:
             model_pages = {
                 by: timed(
                     lambda _, by=by: client.get(
-                        f"/models/{model}", params={"by": by, "op": "op3"}
+                        f"/models/{model}", params={"by": by, "operation": "op3"}
                     ).raise_for_status(),
                     range(8),
                 )
@@ -298,6 +298,19 @@ def main() -> None:
             print(
                 f"  baseline, two queries per head (data only): {ms(statistics.median(grid_naive))}; "
                 f"ratio {statistics.median(grid_naive) / statistics.median(model_pages['operation']):.1f}x"
+            )
+
+            overview = timed(lambda _: client.get(f"/models/{model}/overview").raise_for_status(), range(4))
+            compared = timed(
+                lambda i: client.get(
+                    "/compare",
+                    params={"model": model, "heads": ",".join(f"L{a}.H{b}" for a, b in heads[i : i + 4])},
+                ).raise_for_status(),
+                range(8),
+            )
+            print(
+                f"overview (every operation x layer): p95 {ms(p95(overview))}; "
+                f"compare 4 heads: p95 {ms(p95(compared))} (no baseline: new pages)"
             )
 
             vocab = vocabulary()
