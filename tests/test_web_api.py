@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from evaluation.web import create_app
+from evaluation.web.review_queue import review_order
 from store import open_store
 from store import tables as S
 from tests._storedb import ENGINES, make_url
@@ -147,18 +148,22 @@ def test_review_queue_is_blind_and_advances(client: TestClient, db: tuple[str, d
     client.post(
         "/api/ratings", json={"description_id": ids["capital"], "rater": "ann", "label": "not_plausible"}
     )
+    order = review_order(client.app.state.store, "bob")  # bob's own seeded order of the 4
+    assert sorted(order) == sorted(ids[n] for n in ("capital", "copy", "tense", "xss"))
+    assert order != review_order(client.app.state.store, "ann")  # another rater, another order
     item = client.get("/api/review/next", params={"rater": "bob"}).json()
-    assert item["description"]["id"] == ids["capital"]
+    assert item["description"]["id"] == order[0]
+    first = order[0]
     assert item["description"]["ratings"] == [] and item["description"]["history"] == []  # blind
     assert item["evidence"]["descriptions"] == [] and len(item["evidence"]["salient"]) == 3
     assert item["progress"] == {"done": 0, "total": 4}
-    client.post("/api/ratings", json={"description_id": ids["capital"], "rater": "bob", "label": "plausible"})
-    item = client.get("/api/review/next", params={"rater": "bob", "after": ids["capital"]}).json()
-    assert item["description"]["id"] == ids["copy"] and item["progress"] == {"done": 1, "total": 4}
+    client.post("/api/ratings", json={"description_id": first, "rater": "bob", "label": "plausible"})
+    item = client.get("/api/review/next", params={"rater": "bob", "after": first}).json()
+    assert item["description"]["id"] == order[1] and item["progress"] == {"done": 1, "total": 4}
     # Skipping past the end wraps around to what is still unrated.
-    item = client.get("/api/review/next", params={"rater": "bob", "after": ids["xss"]}).json()
-    assert item["description"]["id"] == ids["copy"]
-    for did in (ids["copy"], ids["tense"], ids["xss"]):
+    item = client.get("/api/review/next", params={"rater": "bob", "after": order[-1]}).json()
+    assert item["description"]["id"] == order[1]
+    for did in order[1:]:
         client.post("/api/ratings", json={"description_id": did, "rater": "bob", "label": "cannot_tell"})
     item = client.get("/api/review/next", params={"rater": "bob"}).json()
     assert item["description"] is None and item["progress"] == {"done": 4, "total": 4}

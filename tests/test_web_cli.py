@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from describer.cli import app
+from evaluation.web.review_queue import review_order
 from store import open_store
 from tests._webstore import fill
 
@@ -66,14 +67,18 @@ def test_rate_in_the_terminal(db: tuple[str, dict[str, int]]) -> None:
     keys = "c\nclose enough\n2\ns\nx\n3\nq\n"
     result = runner.invoke(app, ["rate", "tiny", "--rater", "ann", "--db", url], input=keys)
     assert result.exit_code == 0, result.output
-    assert "maps nations to their capital cities" in result.stdout and "0 of 4 rated" in result.stdout
+    assert "0 of 4 rated" in result.stdout
     assert "unknown key 'x'" in result.stdout and "Stopped: 2 rated this session." in result.stdout
     with open_store(url) as store:
-        assert [(r.label, r.comment) for r in store.ratings_for(ids["capital"])] == [
+        order = review_order(store, "ann")  # ann's own seeded order, the same as the web's
+        first = store.get_description(order[0])
+        assert first.pattern in result.stdout
+        assert [(r.label, r.comment) for r in store.ratings_for(order[0])] == [
             ("partially_plausible", "close enough")
         ]
-        assert store.ratings_for(ids["copy"]) == []
-        assert [r.label for r in store.ratings_for(ids["tense"])] == ["not_plausible"]
+        assert store.ratings_for(order[1]) == []  # skipped
+        assert [r.label for r in store.ratings_for(order[2])] == ["not_plausible"]
+        assert sorted(order) == sorted(ids.values())
     # Next time the queue starts with what is left, and ends when everything is rated.
     again = runner.invoke(app, ["rate", "--rater", "ann", "--db", url], input="4\n4\n")
     assert "2 of 4 rated" in again.stdout and "Nothing more to rate (4 of 4 rated)." in again.stdout

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from evaluation import web
 from evaluation.web import create_app
+from evaluation.web.review_queue import review_order
 from store import open_store
 from tests._webauth import local_name, post_form
 from tests._webstore import CAPITALS, XSS, fill
@@ -93,7 +94,9 @@ def test_models_page_counts(site: tuple[TestClient, dict[str, int]]) -> None:
 def test_model_heatmap_cells_link_to_heads(site: tuple[TestClient, dict[str, int]]) -> None:
     client, _ = site
     cells = [
-        a for tag, a in elements(client.get("/models/tiny").text) if tag == "a" and a.get("class", "").split()[:1] == ["cell"]
+        a
+        for tag, a in elements(client.get("/models/tiny").text)
+        if tag == "a" and a.get("class", "").split()[:1] == ["cell"]
     ]
     assert len(cells) == 12
     capital = next(a for a in cells if a["data-head"] == "L1.H2")
@@ -163,17 +166,24 @@ def test_review_page_is_blind_keyed_and_remembers_the_rater(site: tuple[TestClie
     # A name in the query is not an identity any more: the queue still asks.
     assert client.get("/review", params={"rater": "ann"}).status_code == 422  # not a parameter
     local_name(client, "ann")
+    order = review_order(client.app.state.store, "ann")  # ann's own seeded order
+    pattern = {i: client.get(f"/api/descriptions/{i}").json()["pattern"] for i in order}
     text = client.get("/review").text
-    assert CAPITALS in text and "ZED SAYS" not in text and "zed" not in text  # blind
+    assert pattern[order[0]] in text and f'data-description-id="{order[0]}"' in text
+    ann_first = post_form(client, "/review", {"description_id": ids["capital"], "label": "plausible"})
+    assert "ZED SAYS" not in ann_first.text and "zed" not in ann_first.text  # blind
     assert "fake-llm" not in text  # nor which LLM wrote it
-    assert '<span id="progress">0 of 4</span>' in text
+    assert '<span id="progress">1 of 4</span>' in ann_first.text
     for n, label in enumerate(("plausible", "partially_plausible", "not_plausible", "cannot_tell"), 1):
         assert f'value="{label}" data-key="{n}"' in text
     assert 'data-key="s"' in text and "the description fits the head&#39;s mappings" in text
     # The cookie remembers the rater; the form posts without JavaScript.
-    done = post_form(client, "/review", {"description_id": ids["capital"], "label": "plausible"})
-    assert done.status_code == 200 and '<span id="progress">1 of 4</span>' in done.text
-    assert "Saved: description #1 rated plausible." in done.text and "copies the current token" in done.text
+    after = order.index(ids["capital"])
+    following = [i for i in order[after + 1 :] + order[:after] if i != ids["capital"]][0]
+    assert f'data-description-id="{following}"' in ann_first.text  # the next in ann's order
+    assert f"Saved: description #{ids['capital']} rated plausible." in ann_first.text
+    done = post_form(client, "/review", {"description_id": following, "label": "cannot_tell"})
+    assert done.status_code == 200 and '<span id="progress">2 of 4</span>' in done.text
 
 
 def test_search_page_links_results_to_heads(site: tuple[TestClient, dict[str, int]]) -> None:

@@ -42,7 +42,9 @@ def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClien
 
 def cells(page: str) -> dict[str, tuple[str, str]]:
     """The heatmap's cells: head -> (background, title)."""
-    found = re.findall(r'data-head="(L\d+\.H\d+)"[^>]*aria-label="([^"]*)"><rect [^>]*fill="(#[0-9a-f]{6})"', page)
+    found = re.findall(
+        r'data-head="(L\d+\.H\d+)"[^>]*aria-label="([^"]*)"><rect [^>]*fill="(#[0-9a-f]{6})"', page
+    )
     return {head: (colour, html.unescape(title)) for head, title, colour in found}
 
 

@@ -5,10 +5,11 @@ model, or one."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import func, select
 
 from evaluation.web.queries import model_row
 from store import tables as S
@@ -25,25 +26,48 @@ class Progress(BaseModel):
 
 
 def _queue(model_id: int | None):  # noqa: ANN202
+    """Each head's current description per (prompt, LLM): the newest one. An older description
+    of the same head by the same prompt and LLM is history, not something to rate again; one by
+    another prompt or LLM is its own item. Failed answers have nothing to judge (a failed retry
+    leaves the last good answer current)."""
     d = S.Description
-    query = select(d.id).where(d.status != "failed")
+    current = (
+        select(func.max(d.id)).where(d.status != "failed").group_by(d.head_id, d.prompt_name, d.llm_model)
+    )
+    query = select(d.id).where(d.id.in_(current))
     if model_id is not None:
         query = query.join(S.Head, S.Head.id == d.head_id).where(S.Head.model_id == model_id)
     return query
 
 
-def review_next(store: Store, rater: str, model: str | None = None, after: int = 0) -> int | None:
-    """The next description (by id, after ``after``, wrapping around) that ``rater`` has not
-    rated; None when every one is rated."""
-    d = S.Description
+def order_key(rater: str, description_id: int) -> bytes:
+    """A rater's own order of the queue: a hash of (rater, description), so every rater sees a
+    fair random order (not layer 0 first), the same on every visit, and two raters differ."""
+    return hashlib.sha256(f"{rater}\x00{description_id}".encode()).digest()[:8]
+
+
+def review_order(store: Store, rater: str, model: str | None = None) -> list[int]:
+    """The queue's description ids in ``rater``'s order (rated ones included)."""
     with store.read() as session:
         model_id = model_row(session, model).id if model is not None else None
-        rated = exists().where(and_(S.Rating.description_id == d.id, S.Rating.rater == rater))
-        query = _queue(model_id).where(~rated).order_by(d.id).limit(1)
-        found = session.scalar(query.where(d.id > after))
-        if found is None and after > 0:
-            found = session.scalar(query)
-        return found
+        ids = session.scalars(_queue(model_id)).all()
+    return sorted(ids, key=lambda i: order_key(rater, i))
+
+
+def review_next(store: Store, rater: str, model: str | None = None, after: int = 0) -> int | None:
+    """The next description in ``rater``'s order after ``after`` (from the start when ``after``
+    is not in the queue), wrapping around, that they have not rated; None when every one is
+    rated. Two queries: the queue and the rater's rated ids."""
+    order = review_order(store, rater, model)
+    with store.read() as session:
+        rated = set(
+            session.scalars(select(S.Rating.description_id).where(S.Rating.rater == rater).distinct())
+        )
+    start = order.index(after) + 1 if after in order else 0
+    for description_id in order[start:] + order[:start]:
+        if description_id not in rated:
+            return description_id
+    return None
 
 
 def review_progress(store: Store, rater: str, model: str | None = None) -> Progress:
