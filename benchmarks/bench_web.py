@@ -28,11 +28,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from sqlalchemy import func, select, text  # noqa: E402
 
 from benchmarks.bench_store import synthetic, vocabulary  # noqa: E402
+from benchmarks.web_baselines import naive_grid, naive_head, naive_semantic, naive_token_search  # noqa: E402
 from evaluation import embeddings  # noqa: E402
 from evaluation.web import create_app  # noqa: E402
 from store import open_store, utcnow  # noqa: E402
@@ -173,62 +173,6 @@ def ms(x: float) -> str:
     return f"{x * 1000:.1f} ms"
 
 
-# --- baselines ----------------------------------------------------------------------------------
-
-
-def naive_head(store, model: str, layer: int, head: int) -> int:  # noqa: ANN001
-    """A head's data with one query per row (the ORM lazy-loading way)."""
-    n = 0
-    with store.read() as session:
-        m = session.scalar(select(S.Model).where(S.Model.name == model))
-        h = session.scalar(
-            select(S.Head).where(S.Head.model_id == m.id, S.Head.layer == layer, S.Head.index == head)
-        )
-        for s in session.scalars(select(S.SalientToken).where(S.SalientToken.head_id == h.id)):
-            n += len(
-                session.scalars(
-                    select(S.MappedToken).where(
-                        S.MappedToken.head_id == h.id, S.MappedToken.salient_rank == s.rank
-                    )
-                ).all()
-            )
-        for sc in session.scalars(select(S.OperationScore).where(S.OperationScore.head_id == h.id)):
-            n += session.get(S.Operation, sc.operation_id) is not None
-        for d in session.scalars(select(S.Description).where(S.Description.head_id == h.id)):
-            n += len(session.scalars(select(S.Rating).where(S.Rating.description_id == d.id)).all())
-    return n
-
-
-def naive_grid(store, model: str, operation: str) -> int:  # noqa: ANN001
-    """The heatmap with one query per head for its latest description and one for its score."""
-    n = 0
-    with store.read() as session:
-        m = session.scalar(select(S.Model).where(S.Model.name == model))
-        op = session.scalar(select(S.Operation.id).where(S.Operation.name == operation))
-        for h in session.scalars(select(S.Head).where(S.Head.model_id == m.id)):
-            d = session.scalar(
-                select(S.Description)
-                .where(S.Description.head_id == h.id)
-                .order_by(S.Description.id.desc())
-                .limit(1)
-            )
-            score = session.scalar(
-                select(S.OperationScore.relation).where(
-                    S.OperationScore.head_id == h.id, S.OperationScore.operation_id == op
-                )
-            )
-            n += (d is not None) + (score is not None)
-    return n
-
-
-def naive_semantic(store, query_vector: np.ndarray, limit: int = 20) -> list[int]:  # noqa: ANN001
-    pairs = store.embeddings(embeddings.ENCODER)
-    ids = np.array([i for i, _ in pairs])
-    matrix = np.frombuffer(b"".join(v for _, v in pairs), dtype="<f4").reshape(len(pairs), -1)
-    matrix = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
-    return ids[np.argsort(-(matrix @ query_vector))[:limit]].tolist()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--layers", type=int, default=80)
@@ -311,6 +255,33 @@ def main() -> None:
             print(
                 f"overview (every operation x layer): p95 {ms(p95(overview))}; "
                 f"compare 4 heads: p95 {ms(p95(compared))} (no baseline: new pages)"
+            )
+
+            # Search by analysis: filters without words, and "which heads map X to Y".
+            by_score = timed(
+                lambda m: client.get(
+                    "/api/search", params={"min_score": f"op3={m}", "show": "op3", "limit": 50}
+                ).raise_for_status(),
+                [0.5, 0.7, 0.9, 0.3] * 3,
+            )
+            planted = [
+                (h.salient[r].token, h.salient[r].mappings[0].token) for h in data.heads[::97] for r in (0, 2)
+            ]
+            pairs = [(s_.strip().upper(), t.strip()) for s_, t in planted[:20]]
+            by_tokens = timed(
+                lambda st: client.get(
+                    "/api/search", params={"source": st[0], "target": st[1]}
+                ).raise_for_status(),
+                pairs,
+            )
+            naive_tokens = timed(lambda st: naive_token_search(store, *st), pairs[:5])
+            print(
+                f"search by analysis: score filter p95 {ms(p95(by_score))}; source -> target tokens p95 "
+                f"{ms(p95(by_tokens))}, median {ms(statistics.median(by_tokens))} {cpu(by_tokens)}"
+            )
+            print(
+                f"  baseline, every latest (source, target) row read and matched in Python: median "
+                f"{ms(statistics.median(naive_tokens))}; ratio {statistics.median(naive_tokens) / statistics.median(by_tokens):.1f}x"
             )
 
             vocab = vocabulary()

@@ -21,28 +21,29 @@ The encoder, the stored vectors and their in-memory matrix are ``evaluation.embe
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import BaseModel
 from sqlalchemy import select
-from sqlalchemy.orm import aliased
 
-from describer.errors import InvalidValue
-from describer.maps.patterns import PATTERNS
 from evaluation.embeddings import (
     embedding_text,
     encode,
     encoder_unavailable,
     index,
 )
+from evaluation.head_search import check_score_names, search_heads, with_scores
 from evaluation.relations import check_relation
+from evaluation.search_models import MAX_RESULTS, Filters, Hit, Mode, SearchResult, split_min_scores
 from store import tables as S
-from store.labels import CATEGORIES, RATING_LABELS
+from store.head_search import has_operation_score, token_head_ids
 from store.patterns import has_pattern
 from store.relations import has_relation
 
 if TYPE_CHECKING:
+    from sqlalchemy import Select
+    from sqlalchemy.orm import Session
+
     from store import Store
 
 SEMANTIC_WEIGHT = 0.7
@@ -55,6 +56,7 @@ CANDIDATES = 200
 
 __all__ = [
     "CANDIDATES",
+    "MAX_RESULTS",
     "SEMANTIC_FLOOR",
     "SEMANTIC_WEIGHT",
     "Filters",
@@ -66,96 +68,35 @@ __all__ = [
     "split_min_scores",
 ]
 
-Mode = Literal["fulltext", "semantic", "hybrid"]
-
-
-class Filters(BaseModel):
-    """What ``search`` keeps, besides matching the query."""
-
-    model: str | None = None
-    category: str | None = None
-    layer_min: int | None = None
-    layer_max: int | None = None
-    min_scores: dict[str, float] = {}
-    """Operation name -> least relation score of the head."""
-    min_patterns: dict[str, float] = {}
-    """Attention pattern (``describer.maps.patterns.PATTERNS``) -> least score of the head in
-    its model's latest pattern analysis."""
-    label: str | None = None
-    """Keep descriptions with a current rating of this label."""
-    unclear: bool | None = None
-    relation: str | None = None
-    """Keep heads with this relation evidence (a key, or a prefix ending in ``:``)."""
-    min_fraction: float = 0.0
-    """… in at least this fraction of their salient rows."""
-
-    def check(self) -> None:
-        if self.category is not None and self.category not in CATEGORIES:
-            raise InvalidValue(f"unknown category {self.category!r}; use one of {', '.join(CATEGORIES)}")
-        if self.label is not None and self.label not in RATING_LABELS:
-            raise InvalidValue(f"unknown rating label {self.label!r}; use one of {', '.join(RATING_LABELS)}")
-
-    @property
-    def active(self) -> bool:
-        return (
-            bool(self.min_scores)
-            or bool(self.min_patterns)
-            or any(
-                v is not None
-                for v in (
-                    self.model,
-                    self.category,
-                    self.layer_min,
-                    self.layer_max,
-                    self.label,
-                    self.unclear,
-                    self.relation,
-                )
-            )
-        )
-
-
-def split_min_scores(scores: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
-    """``--min-score`` values as (operations, attention patterns): a name in ``PATTERNS``
-    (``induction``, ``previous_token``, …) is a pattern, any other name an operation."""
-    operations = {name: v for name, v in scores.items() if name not in PATTERNS}
-    patterns = {name: v for name, v in scores.items() if name in PATTERNS}
-    return operations, patterns
-
-
-class Hit(BaseModel):
-    description_id: int
-    model: str
-    layer: int
-    head: int
-    text: str
-    """The matching sentence: the full-text snippet (matches marked ``[...]``) or, for a hit
-    by meaning, the description's pattern and inputs."""
-    score: float
-    category: str | None = None
-    status: str = "ok"
-
-
-class SearchResult(BaseModel):
-    results: list[Hit]
-    mode: Mode
-    note: str | None = None
-    """Why the mode is not the one asked for (the embedding model is not installed), or how
-    many descriptions have no vector yet, so that meaning cannot find them."""
-
-
 # --- search -----------------------------------------------------------------------------------
 
 
 def _allowed(store: Store, ids: list[int] | None, filters: Filters) -> dict[int, dict[str, Any]]:
     """Of ``ids`` (all descriptions when None), those passing ``filters``, with what a hit shows."""
+    with store.read() as session:
+        d = S.Description
+        query = (
+            select(d.id, S.Model.name, S.Head.layer, S.Head.index, d.category, d.status)
+            .add_columns(d.pattern, d.inputs, d.reasoning, d.raw_response)
+            .join(S.Head, S.Head.id == d.head_id)
+            .join(S.Model, S.Model.id == S.Head.model_id)
+        )
+        query = _where(session, query, ids, filters)
+        return {
+            row[0]: {
+                "model": row[1],
+                "layer": row[2],
+                "head": row[3],
+                "category": row[4],
+                "status": row[5],
+                "text": embedding_text(row[6], row[7], row[8], row[9]),
+            }
+            for row in session.execute(query)
+        }
+
+
+def _where(session: Session, query: Select, ids: list[int] | None, filters: Filters) -> Select:
     d = S.Description
-    query = (
-        select(d.id, S.Model.name, S.Head.layer, S.Head.index, d.category, d.status)
-        .add_columns(d.pattern, d.inputs, d.reasoning, d.raw_response)
-        .join(S.Head, S.Head.id == d.head_id)
-        .join(S.Model, S.Model.id == S.Head.model_id)
-    )
     if ids is not None:
         query = query.where(d.id.in_(ids))
     f = filters
@@ -175,29 +116,14 @@ def _allowed(store: Store, ids: list[int] | None, filters: Filters) -> dict[int,
         )
         query = query.where(rated.exists())
     for name, minimum in f.min_scores.items():
-        score, op = aliased(S.OperationScore), aliased(S.Operation)
-        good = (
-            select(score.head_id)
-            .join(op, op.id == score.operation_id)
-            .where(score.head_id == d.head_id, op.name == name, score.relation >= minimum)
-        )
-        query = query.where(good.exists())
+        query = query.where(has_operation_score(session, d.head_id, name, minimum))
     for name, minimum in f.min_patterns.items():
         query = query.where(has_pattern(d.head_id, name, minimum))
     if f.relation is not None:
         query = query.where(has_relation(d.head_id, f.relation, f.min_fraction))
-    with store.read() as session:
-        return {
-            row[0]: {
-                "model": row[1],
-                "layer": row[2],
-                "head": row[3],
-                "category": row[4],
-                "status": row[5],
-                "text": embedding_text(row[6], row[7], row[8], row[9]),
-            }
-            for row in session.execute(query)
-        }
+    if f.tokens.active:
+        query = query.where(d.head_id.in_(token_head_ids(f.tokens)))
+    return query
 
 
 def fulltext(store: Store, query: str, filters: Filters, limit: int) -> list[Hit]:
@@ -215,6 +141,7 @@ def fulltext(store: Store, query: str, filters: Filters, limit: int) -> list[Hit
         relation=f.relation,
         min_fraction=f.min_fraction,
         min_patterns=f.min_patterns or None,
+        tokens=f.tokens,
     )
     return [Hit.model_validate(h.model_dump()) for h in hits]
 
@@ -226,17 +153,36 @@ def search(
     *,
     limit: int = 20,
     mode: Mode = "hybrid",
+    offset: int = 0,
 ) -> SearchResult:
-    """Descriptions matching ``query``, best first (see the module docstring for the ranking)."""
+    """Descriptions matching ``query``, best first (see the module docstring for the ranking),
+    ``limit`` of them from ``offset``; without words, the heads passing ``filters``
+    (``evaluation.head_search``). Each hit shows its scores on the filtered operations."""
     filters = filters or Filters()
     filters.check()
     if filters.relation is not None:
         check_relation(store, filters.relation, filters.min_fraction)
     if filters.model is not None:
         store.get_model(filters.model)  # an unknown model is an error, not an empty result
-    limit = max(1, min(limit, 500))
+    check_score_names(store, filters)
+    limit = max(1, min(limit, MAX_RESULTS))
+    offset = max(0, min(offset, MAX_RESULTS))
     if not query.strip():
-        return SearchResult(results=[], mode=mode)
+        if not filters.active and not filters.show:
+            return SearchResult(results=[], mode=mode)
+        return search_heads(store, filters, limit=limit, offset=offset)
+    found = _by_text(store, query, filters, min(offset + limit + 1, MAX_RESULTS + 1), mode)
+    page = found.results[offset : offset + limit]
+    return found.model_copy(
+        update={
+            "results": with_scores(store, page, filters),
+            "offset": offset,
+            "more": len(found.results) > offset + limit,
+        }
+    )
+
+
+def _by_text(store: Store, query: str, filters: Filters, limit: int, mode: Mode) -> SearchResult:
     if mode == "fulltext":
         return SearchResult(results=fulltext(store, query, filters, limit), mode="fulltext")
     why = encoder_unavailable()

@@ -13,6 +13,7 @@ from describer.errors import HeadmapsError, InvalidValue, NotFound
 from store import fulltext
 from store import tables as S
 from store.base import StoreBase, as_utc
+from store.head_search import TokenQuery
 from store.labels import CATEGORIES, RATING_LABELS
 from store.records import (
     DescriptionIn,
@@ -258,6 +259,7 @@ class Descriptions(StoreBase):
         relation: str | None = None,
         min_fraction: float = 0.0,
         min_patterns: dict[str, float] | None = None,
+        tokens: TokenQuery | None = None,
     ) -> list[SearchHit]:
         """Full-text search over description text (reasoning, inputs, pattern), best first.
 
@@ -266,7 +268,8 @@ class Descriptions(StoreBase):
         score of each named attention pattern (``previous_token``, ``induction``, …) in their
         model's latest pattern analysis is at least the value; ``label`` keeps descriptions with
         a current rating of that label; ``relation`` (a key, or a prefix ending in ``:``) keeps
-        heads with that relation evidence in at least ``min_fraction`` of their salient rows."""
+        heads with that relation evidence in at least ``min_fraction`` of their salient rows;
+        ``tokens`` keeps heads with a salient row mapping those tokens."""
         if label is not None and label not in RATING_LABELS:
             raise InvalidValue(f"unknown rating label {label!r}; use one of {', '.join(RATING_LABELS)}")
         if category is not None and category not in CATEGORIES:
@@ -286,4 +289,5 @@ class Descriptions(StoreBase):
                 limit=limit,
                 relation=(relation, min_fraction) if relation is not None else None,
                 min_patterns=min_patterns or {},
+                tokens=tokens if tokens is not None and tokens.active else None,
             )

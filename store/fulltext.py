@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import Select, and_, func, literal_column, select, text
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import Select, func, literal_column, select, text
+from sqlalchemy.orm import Session
 
 from store import tables as S
+from store.head_search import TokenQuery, has_operation_score, token_head_ids
 from store.patterns import has_pattern
 from store.records import SearchHit
 from store.relations import has_relation
@@ -42,6 +43,7 @@ def search(
     limit: int,
     relation: tuple[str, float] | None = None,
     min_patterns: dict[str, float] | None = None,
+    tokens: TokenQuery | None = None,
 ) -> list[SearchHit]:
     words = terms(query)
     if not words:
@@ -74,7 +76,14 @@ def search(
         ).where(vector.op("@@")(tsquery))
     filtered = any(v is not None for v in (model_id, category, layer_min, layer_max, label, unclear))
     min_patterns = min_patterns or {}
-    if sqlite and not filtered and not min_scores and not min_patterns and relation is None:
+    if (
+        sqlite
+        and not filtered
+        and not min_scores
+        and not min_patterns
+        and relation is None
+        and tokens is None
+    ):
         # Unfiltered: rank inside FTS5 alone, then join only the hits shown.
         ranked = session.execute(
             text(
@@ -89,13 +98,25 @@ def search(
         ).where(d.id.in_(list(scores)))
         rows = [
             {**row._asdict(), "score": scores[row.id]}
-            for row in session.execute(_filters(base, None, None, None, None, {}, None, None))
+            for row in session.execute(_filters(session, base, None, None, None, None, {}, None, None))
         ]
         rows.sort(key=lambda row: (-row["score"], row["id"]))
     else:
         base = _filters(
-            base, model_id, category, layer_min, layer_max, min_scores, label, unclear, relation, min_patterns
+            session,
+            base,
+            model_id,
+            category,
+            layer_min,
+            layer_max,
+            min_scores,
+            label,
+            unclear,
+            relation,
+            min_patterns,
         )
+        if tokens is not None:
+            base = base.where(d.head_id.in_(token_head_ids(tokens)))
         rows = [
             row._asdict()
             for row in session.execute(base.order_by(literal_column("score").desc(), d.id).limit(limit))
@@ -129,6 +150,7 @@ def search(
 
 
 def _filters(
+    session: Session,
     base: Select,
     model_id: int | None,
     category: str | None,
@@ -162,13 +184,7 @@ def _filters(
         )
         query = query.where(rated.exists())
     for name, minimum in min_scores.items():
-        score, op = aliased(S.OperationScore), aliased(S.Operation)
-        good = (
-            select(score.head_id)
-            .join(op, op.id == score.operation_id)
-            .where(and_(score.head_id == d.head_id, op.name == name, score.relation >= minimum))
-        )
-        query = query.where(good.exists())
+        query = query.where(has_operation_score(session, d.head_id, name, minimum))
     for name, minimum in (min_patterns or {}).items():
         query = query.where(has_pattern(d.head_id, name, minimum))
     if relation is not None:

@@ -44,7 +44,7 @@ def test_search_json(db: tuple[str, dict[str, int]]) -> None:
     )
     assert json.loads(filtered.stdout)["results"] == []
     table = runner.invoke(app, ["search", "capital", "--mode", "fulltext", "--model", "tiny", "--db", url])
-    assert table.exit_code == 0 and "tiny 1.2" in table.stdout
+    assert table.exit_code == 0 and "tiny L1.H2" in table.stdout
 
 
 @pytest.mark.parametrize(

@@ -161,7 +161,7 @@ def test_an_unknown_pattern_name_is_escaped(client: TestClient) -> None:
 
 
 def search(client: TestClient, q: str, op: str, minimum: str) -> list[str]:
-    page = client.get("/search", params={"q": q, "mode": "fulltext", "op": op, "min_score": minimum})
+    page = client.get("/search", params={"q": q, "mode": "fulltext", "operation": op, "min_score": minimum})
     assert page.status_code == 200
     return [f"{a}.{b}" for a, b in re.findall(r'href="/models/tiny/heads/L(\d+)\.H(\d+)#d', page.text)]
 
@@ -175,7 +175,7 @@ def test_search_page_filters_by_a_pattern(client: TestClient) -> None:
     assert search(client, "verbs", "induction", "0.5") == []  # not the older analysis
     assert search(client, "copies", "entropy", "1.1") == ["0.1"]
     assert search(client, "copies", "entropy", "1.2") == []
-    chosen = client.get("/search", params={"q": "capital", "op": "induction", "min_score": "0.8"}).text
+    chosen = client.get("/search", params={"q": "capital", "operation": "induction", "min_score": "0.8"}).text
     assert "<option selected>induction</option>" in chosen
 
 

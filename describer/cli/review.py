@@ -17,6 +17,7 @@ from rich.table import Table
 
 from describer.cli.console import err, out, user_errors, warn
 from describer.cli.options import DbOpt
+from describer.cli.search_output import print_search
 from describer.errors import HeadmapsError
 from describer.maps.patterns import PATTERNS
 from describer.tokens import visible
@@ -25,6 +26,7 @@ from evaluation.relations import check_fraction, find_heads
 from evaluation.semantic import Filters, split_min_scores
 from evaluation.semantic import search as run_search
 from store import Store, open_store
+from store.head_search import TokenQuery
 from store.labels import RATING_LABELS, RATING_MEANINGS
 from store.records import RatingIn, RelationHit
 
@@ -97,7 +99,10 @@ def _min_scores(values: list[str]) -> dict[str, float]:
 def search(
     query: Annotated[
         str | None,
-        typer.Argument(help="What the heads do, in words. Optional with --relation.", show_default=False),
+        typer.Argument(
+            help="What the heads do, in words. Without it, lists the heads passing the filters.",
+            show_default=False,
+        ),
     ] = None,
     model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
     category: Annotated[str | None, typer.Option(help="Only descriptions of this category.")] = None,
@@ -126,22 +131,42 @@ def search(
     min_fraction: Annotated[
         float, typer.Option(help="With --relation: the least fraction of rows satisfying it (0 to 1).")
     ] = 0.0,
+    source: Annotated[str | None, typer.Option(help="Heads with this salient (source) token.")] = None,
+    target: Annotated[str | None, typer.Option(help="Heads mapping a salient token to this one.")] = None,
+    exact: Annotated[
+        bool,
+        typer.Option(help="Compare tokens exactly (default: ignoring a leading space or ▁/Ġ, and case)."),
+    ] = False,
+    show: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Show each hit's score on this operation or pattern (repeatable; the first ranks heads)."
+        ),
+    ] = None,
     mode: Annotated[str, typer.Option(help="hybrid, semantic or fulltext.")] = "hybrid",
     limit: Annotated[int, typer.Option(min=1, max=500)] = 10,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON: {results, mode}.")] = False,
+    offset: Annotated[int, typer.Option(min=0, max=10_000, help="Skip this many hits (the next page).")] = 0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON: {results, mode, offset, more, total}.")
+    ] = False,
     db: DbOpt = None,
 ) -> None:
-    """Find heads by what their descriptions say (full text and sentence embeddings), or by the
-    relations their salient mappings satisfy (--relation)."""
+    """Find heads by what their descriptions say (full text and sentence embeddings), or without
+    words by their analysis: scores (--min-score, --show), relations (--relation), and the tokens
+    they map (--source X --target Y)."""
 
     with user_errors():
         if relation is None and min_fraction != 0.0:
             raise HeadmapsError("--min-fraction needs --relation KEY")
         if relation is not None:
             check_fraction(min_fraction)
-        if query is None:
+        tokens = TokenQuery(source=source or None, target=target or None, match="exact" if exact else "loose")
+        by_analysis = bool(min_score or show or tokens.active or model or category or layers or label)
+        if query is None and not by_analysis and unclear is None:
             if relation is None:
-                raise HeadmapsError("give a QUERY, or --relation KEY to list heads by their relations")
+                raise HeadmapsError(
+                    "give a QUERY, or filters (--relation, --min-score, --source/--target, …) to list heads"
+                )
             with open_store(db) as store:
                 hits = find_heads(store, relation, model=model, min_fraction=min_fraction, limit=limit)
             _print_relation_hits(hits, relation, min_fraction, as_json)
@@ -167,39 +192,14 @@ def search(
             unclear=unclear,
             relation=relation,
             min_fraction=min_fraction,
+            tokens=tokens,
+            show=show or [],
         )
         with open_store(db) as store:
-            if mode != "fulltext":
+            if mode != "fulltext" and query:
                 embed_stored(store)  # what an older headmaps stored without a vector
-            result = run_search(store, query, filters, limit=limit, mode=mode)  # type: ignore[arg-type]
-    if as_json:
-        sys.stdout.write(
-            json.dumps(
-                {
-                    "results": [
-                        h.model_dump(include={"description_id", "model", "layer", "head", "text", "score"})
-                        for h in result.results
-                    ],
-                    "mode": result.mode,
-                    **({"note": result.note} if result.note else {}),
-                }
-            )
-            + "\n"
-        )
-        return
-    if result.note:
-        warn(result.note)
-    if not result.results:
-        out.print("No description matches.")
-        return
-    table = Table(title=f"{len(result.results)} results, ranked by {result.mode}", title_justify="left")
-    for column in ("head", "score", "category", "description"):
-        table.add_column(column, overflow="fold")
-    for h in result.results:
-        table.add_row(
-            f"{escape(h.model)} {h.layer}.{h.head}", f"{h.score:.3f}", h.category or "", escape(h.text)
-        )
-    out.print(table)
+            result = run_search(store, query or "", filters, limit=limit, mode=mode, offset=offset)  # type: ignore[arg-type]
+    print_search(result, filters, as_json)
 
 
 def _print_relation_hits(hits: list[RelationHit], relation: str, min_fraction: float, as_json: bool) -> None:

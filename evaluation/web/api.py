@@ -18,6 +18,7 @@ from evaluation.web.common import WebError, head_spec, store_of
 from evaluation.web.patterns import PatternGrid, pattern_grid
 from evaluation.web.rating import RatingPost, blind, blind_head, rate, viewer_name
 from store import Store
+from store.head_search import TokenQuery
 from store.labels import CATEGORIES, RATING_LABELS, RATING_MEANINGS
 from store.records import DescriptionOut, HeadPairs, HeadView, ModelSummary, RatingOut, RelationHit
 
@@ -196,9 +197,23 @@ def api_search(
     unclear: bool | None = None,
     relation: str | None = Query(default=None, description="A relation key, or a prefix ending in ':'"),
     min_fraction: float = Query(default=0.0, ge=0.0, le=1.0),
+    source: str | None = Query(
+        default=None, description="Heads with this salient (source) token", max_length=200
+    ),
+    target: str | None = Query(default=None, description="… mapped to this token", max_length=200),
+    match: Literal["loose", "exact"] = Query(
+        default="loose", description="loose: ignoring a leading space or word-start mark and case"
+    ),
+    show: list[str] = Query(  # noqa: B008
+        default=[],
+        description="Operations or attention patterns whose scores each hit shows (the first ranks heads)",
+    ),
     mode: Literal["fulltext", "semantic", "hybrid"] = "hybrid",
     limit: int = Query(default=20, ge=1, le=500),
+    offset: int = Query(default=0, ge=0, le=10_000),
 ) -> semantic.SearchResult:
+    """Descriptions by text under filters; with no ``q``, the heads passing the filters (scores,
+    patterns, relations, tokens), ranked by the token match and then the first shown score."""
     operations, patterns = semantic.split_min_scores(parse_min_scores(min_score))
     filters = semantic.Filters(
         model=model or None,
@@ -211,8 +226,10 @@ def api_search(
         unclear=unclear,
         relation=relation or None,
         min_fraction=min_fraction,
+        tokens=TokenQuery(source=source or None, target=target or None, match=match),
+        show=[name for name in show if name],
     )
-    return semantic.search(store_of(request), q, filters, limit=limit, mode=mode)
+    return semantic.search(store_of(request), q, filters, limit=limit, mode=mode, offset=offset)
 
 
 @router.get(

@@ -1,0 +1,181 @@
+"""Search by analysis: the heads passing filters on their scores, relations, attention patterns,
+current description and mappings ("which heads map X to Y"), with no words needed.
+
+Every head of the store is a candidate, described or not. Hits are ranked by the token match
+(the least rank of a matching row) when tokens are asked for, then by the first shown score
+(highest first), then by model, layer and head. The ranked ids are read in one query and the
+page cut from them; only the page's heads are then fetched: their scores, current descriptions
+and matching rows, one query each."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import aliased
+
+from describer.errors import InvalidValue
+from describer.maps.patterns import PATTERNS
+from evaluation.search_models import Filters, Hit, SearchResult
+from store import tables as S
+from store.head_search import (
+    head_scores,
+    matching_heads,
+    matching_rows,
+    operation_score,
+    pattern_score,
+    score_sources,
+)
+from store.patterns import has_pattern
+from store.relations import has_relation
+
+if TYPE_CHECKING:
+    from store import Store
+
+MATCHES_SHOWN = 5
+"""Matching salient rows shown per head."""
+
+
+def score_names(filters: Filters) -> tuple[list[str], list[str]]:
+    """The operations and attention patterns whose scores hits show: ``show`` first (its first
+    name ranks a search without words), then the minimum-score filters', each once."""
+    names = list(dict.fromkeys([*filters.show, *filters.min_scores, *filters.min_patterns]))
+    return [n for n in names if n not in PATTERNS], [n for n in names if n in PATTERNS]
+
+
+def check_score_names(store: Store, filters: Filters) -> None:
+    """An operation no analysis scored is a typo, not an empty result."""
+    operations, _ = score_names(filters)
+    if not operations:
+        return
+    with store.read() as session:
+        known = set(session.scalars(select(S.Operation.name).where(S.Operation.name.in_(operations))))
+    for name in operations:
+        if name not in known:
+            raise InvalidValue(f"unknown operation {name!r}: no analysis in this store scored it")
+
+
+def _current_descriptions():  # noqa: ANN202
+    """Each head's current description: its newest answer that did not fail."""
+    d = S.Description
+    return select(func.max(d.id)).where(d.status != "failed").group_by(d.head_id)
+
+
+def search_heads(store: Store, filters: Filters, *, limit: int, offset: int) -> SearchResult:
+    """The heads passing ``filters``, ranked as the module docstring says; ``total`` counts them."""
+    f = filters
+    operations, patterns = score_names(f)
+    h, m, d = S.Head, S.Model, aliased(S.Description)
+    with store.read() as session:
+        query = (
+            select(h.id)
+            .join(m, m.id == h.model_id)
+            .outerjoin(d, (d.head_id == h.id) & d.id.in_(_current_descriptions()))
+        )
+        if f.model is not None:
+            query = query.where(m.name == f.model)
+        if f.layer_min is not None:
+            query = query.where(h.layer >= f.layer_min)
+        if f.layer_max is not None:
+            query = query.where(h.layer <= f.layer_max)
+        if f.category is not None:
+            query = query.where(d.category == f.category)
+        if f.unclear is not None:
+            query = query.where(d.unclear == f.unclear)
+        if f.label is not None:
+            rated = select(S.Rating.id).where(
+                S.Rating.description_id == d.id, S.Rating.is_current, S.Rating.label == f.label
+            )
+            query = query.where(rated.exists())
+        sources = {name: score_sources(session, name) for name in operations}
+        for name, minimum in f.min_scores.items():
+            query = query.where(operation_score(h.id, sources[name]) >= minimum - 1e-9)
+        for name, minimum in f.min_patterns.items():
+            query = query.where(has_pattern(h.id, name, minimum))
+        if f.relation is not None:
+            query = query.where(has_relation(h.id, f.relation, f.min_fraction))
+        order = []
+        if f.tokens.active:
+            tokens = matching_heads(
+                f.tokens.source or None, f.tokens.target or None, f.tokens.match
+            ).subquery()
+            query = query.join(tokens, tokens.c.head_id == h.id)
+            order.append(tokens.c.best)
+        first = next(iter(dict.fromkeys([*f.show, *f.min_scores, *f.min_patterns])), None)
+        if first is not None:
+            ranked = (
+                pattern_score(h.id, first) if first in PATTERNS else operation_score(h.id, sources[first])
+            )
+            order += [ranked.is_(None), ranked.desc()]
+        order += [m.name, h.layer, h.index]
+        # One pass: every passing head's id in order (a few thousand ints at most), then the page.
+        ranked = list(session.scalars(query.order_by(*order)))
+        total, ids = len(ranked), ranked[offset : offset + limit]
+        heads = {
+            row.id: row
+            for row in session.execute(
+                select(h.id, m.name.label("model"), h.layer, h.index)
+                .join(m, m.id == h.model_id)
+                .where(h.id.in_(ids))
+            )
+        }
+        described = {
+            row.head_id: row
+            for row in session.execute(
+                select(d.head_id, d.id, d.pattern, d.category, d.status).where(
+                    d.head_id.in_(ids), d.id.in_(_current_descriptions())
+                )
+            )
+        }
+        scores = head_scores(session, ids, operations, patterns)
+        matches = (
+            matching_rows(
+                session, ids, f.tokens.source or None, f.tokens.target or None, f.tokens.match, MATCHES_SHOWN
+            )
+            if f.tokens.active
+            else {}
+        )
+    hits = []
+    for hid in ids:
+        head, desc, found = heads[hid], described.get(hid), matches.get(hid, [])
+        hits.append(
+            Hit(
+                description_id=desc.id if desc else None,
+                model=head.model,
+                layer=head.layer,
+                head=head.index,
+                text=(desc.pattern or "") if desc else "",
+                score=None,
+                category=desc.category if desc else None,
+                status=desc.status if desc else None,
+                scores=scores.get(hid, {}),
+                matches=found,
+                best_rank=min((r.target_rank if f.tokens.target else r.rank) for r in found)
+                if found
+                else None,
+            )
+        )
+    return SearchResult(
+        results=hits, mode="heads", offset=offset, more=offset + len(hits) < total, total=total
+    )
+
+
+def with_scores(store: Store, hits: list[Hit], filters: Filters) -> list[Hit]:
+    """``hits`` (a page of a search by text) with their heads' scores on the filtered and shown
+    operations and patterns: one query for the page."""
+    operations, patterns = score_names(filters)
+    if not hits or not (operations or patterns):
+        return hits
+    keys = {(hit.model, hit.layer, hit.head) for hit in hits}
+    with store.read() as session:
+        rows = session.execute(
+            select(S.Head.id, S.Model.name, S.Head.layer, S.Head.index)
+            .join(S.Model, S.Model.id == S.Head.model_id)
+            .where(S.Model.name.in_({k[0] for k in keys}), S.Head.layer.in_({k[1] for k in keys}))
+        )
+        ids = {(name, layer, index): hid for hid, name, layer, index in rows if (name, layer, index) in keys}
+        scores = head_scores(session, list(ids.values()), operations, patterns)
+    return [
+        hit.model_copy(update={"scores": scores.get(ids.get((hit.model, hit.layer, hit.head)), {})})
+        for hit in hits
+    ]
