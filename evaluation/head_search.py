@@ -89,7 +89,7 @@ def search_heads(store: Store, filters: Filters, *, limit: int, offset: int) -> 
             query = query.where(rated.exists())
         sources = {name: score_sources(session, name) for name in operations}
         for name, minimum in f.min_scores.items():
-            query = query.where(operation_score(h.id, sources[name]) >= minimum - 1e-9)
+            query = query.where(operation_score(h.id, sources[name]) >= minimum)
         for name, minimum in f.min_patterns.items():
             query = query.where(has_pattern(h.id, name, minimum))
         if f.relation is not None:

@@ -26,8 +26,6 @@ Match = Literal["exact", "loose"]
 LEADING = " \u2581\u0120\t\n"
 """What ``loose`` matching strips from the start of a token: a space, SentencePiece's ``▁``,
 GPT-2's ``Ġ`` (and other whitespace)."""
-EPSILON = 1e-9
-"""Slack on a minimum score: 0.3 keeps a stored 0.3 whatever its float rounding."""
 
 
 class TokenMatch(BaseModel):
@@ -189,9 +187,10 @@ def pattern_score(head_id: ColumnElement[int], pattern: str) -> ColumnElement[fl
 def has_operation_score(
     session: Session, head_id: ColumnElement[int], operation: str, minimum: float
 ) -> ColumnElement[bool]:
-    """The head's ``operation_score`` (as above) is at least ``minimum``: the searches filter on
-    the score the results show (the heatmap's: latest analysis, default k)."""
-    return operation_score(head_id, score_sources(session, operation)) >= minimum - EPSILON
+    """The head's ``operation_score`` (as above) is at least ``minimum`` (exactly: scores are
+    exact fractions count/n): the searches filter on the score the results show (the
+    heatmap's: latest analysis, default k)."""
+    return operation_score(head_id, score_sources(session, operation)) >= minimum
 
 
 class TokenQuery(BaseModel):

@@ -44,6 +44,29 @@ class Ratings(StoreBase):
 
         return self._replace_on_description(rating.description_id, replace)
 
+    def undo_rating(self, description_id: int, rater: str) -> str | None:
+        """Withdraw ``rater``'s current rating of the description (an undo): it is deleted and
+        their previous rating of it, if any, is current again. Returns the withdrawn label, or
+        None when they had none. Under the description's row lock, like ``add_rating``."""
+        r = S.Rating
+        with self.write() as session:
+            session.scalar(
+                select(S.Description.id).where(S.Description.id == description_id).with_for_update()
+            )
+            mine = (r.description_id == description_id, r.rater == rater)
+            current = session.scalar(select(r).where(*mine, r.is_current))
+            if current is None:
+                return None
+            label = current.label
+            session.delete(current)
+            session.flush()
+            previous = session.scalar(
+                select(r).where(*mine).order_by(r.created_at.desc(), r.id.desc()).limit(1)
+            )
+            if previous is not None:
+                previous.is_current = True
+            return label
+
     def ratings_for(self, description_id: int, *, history: bool = False) -> list[RatingOut]:
         """Current ratings of a description (one per rater), or every rating with ``history``."""
         with self.read() as session:

@@ -7,11 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
+from evaluation.web import create_app
 from evaluation.web.review_queue import review_next, review_order, review_progress
 from store import Store, open_store
 from store.records import RatingIn
 from tests._storedb import description
+from tests._webauth import local_name, post_form
 from tests._webstore import fill
 
 
@@ -50,3 +53,30 @@ def test_every_rater_has_a_stable_order_of_their_own(store) -> None:  # noqa: AN
     s.add_rating(RatingIn(description_id=ann[0], rater="ann", label="plausible"))
     assert review_next(s, "ann") == ann[1] and review_next(s, "ann", after=ann[-1]) == ann[1]
     assert review_next(s, "bob") == bob[0]  # ann's ratings are not bob's
+
+
+def test_undo_withdraws_the_last_rating_and_shows_it_again(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'u.db'}"
+    with open_store(url) as s:
+        fill(s)
+    with TestClient(create_app(url), base_url="http://127.0.0.1") as client:
+        local_name(client, "ann")
+        store = client.app.state.store
+        order = review_order(store, "ann")
+        post_form(client, "/review", {"description_id": order[0], "label": "cannot_tell"})
+        rated = post_form(
+            client, "/review", {"description_id": order[0], "label": "plausible"}
+        )  # changed her mind
+        assert f'data-description-id="{order[1]}"' in rated.text and 'id="undo"' in rated.text
+        first = post_form(client, "/review/undo", {"description_id": order[0]})
+        assert first.status_code == 200 and "Undone: your rating of description" in first.text
+        # Her earlier rating is current again (so the queue goes on); nobody else's is touched.
+        assert [(r.rater, r.label) for r in store.ratings_for(order[0])] == [("ann", "cannot_tell")]
+        assert f'data-description-id="{order[1]}"' in first.text
+        again = post_form(client, "/review/undo", {"description_id": order[0]})
+        assert f'data-description-id="{order[0]}"' in again.text and "here it is again" in again.text
+        assert store.ratings_for(order[0]) == [] and review_progress(store, "ann").done == 0
+        nothing = post_form(client, "/review/undo", {"description_id": order[0]})
+        assert nothing.status_code == 200 and "Undone" not in nothing.text
+        # A write needs the page's CSRF token, like every other.
+        assert client.post("/review/undo", data={"description_id": order[1]}).status_code == 403

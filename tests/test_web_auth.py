@@ -137,12 +137,20 @@ def test_every_form_post_needs_the_session_csrf_token(db: tuple[str, dict[str, i
             "/review",
             "/models/{model:path}/heads/{spec}/ratings",
             "/review/name",
+            "/review/undo",
             "/login",
             "/logout",
         }
         local_name(client, "ann")
         data = {"description_id": ids["capital"], "label": "plausible"}
-        for path in ("/review", "/models/tiny/heads/1.2/ratings", "/review/name", "/login", "/logout"):
+        for path in (
+            "/review",
+            "/models/tiny/heads/1.2/ratings",
+            "/review/name",
+            "/review/undo",
+            "/login",
+            "/logout",
+        ):
             for token in (None, "forged", csrf(TestClient(client.app, base_url=BASE), "/login")):
                 body = {**data, "rater": "ann", "token": "hm_x"}
                 if token is not None:

@@ -54,6 +54,12 @@ def test_rate_from_the_keyboard_then_see_it_on_the_head_page(page, site, tmp_pat
     page.keyboard.press("3")  # not plausible
     page.wait_for_selector("#saved")
     assert page.text_content("#progress") == "2 of 4"
+    page.keyboard.press("u")  # undo that one: it is shown again, unrated
+    page.wait_for_selector("#undone")
+    assert page.text_content("#progress") == "1 of 4" and shown() == order[2]
+    page.keyboard.press("3")
+    page.wait_for_selector("#saved")
+    assert page.text_content("#progress") == "2 of 4"
     with open_store(url) as store:
         first = store.get_description(order[0])
 

@@ -12,13 +12,20 @@ from evaluation.web.api import labels, review_item
 from evaluation.web.auth import guard_of
 from evaluation.web.common import render, store_of
 from evaluation.web.rating import MAX_COMMENT, RatingPost, rate
+from evaluation.web.review_queue import review_order
 
 router = APIRouter(include_in_schema=False)
 
 
 @router.get("/review", response_class=HTMLResponse)
 def review_page(
-    request: Request, model: str = "", after: int = 0, change: str = "", saved: str = "", label: str = ""
+    request: Request,
+    model: str = "",
+    after: int = 0,
+    change: str = "",
+    saved: str = "",
+    label: str = "",
+    undone: str = "",
 ) -> Response:
     guard = guard_of(request)
     viewer = guard.viewer(request)
@@ -37,6 +44,7 @@ def review_page(
         labels=labels(),
         saved=saved or None,
         saved_label=label or None,
+        undone=undone or None,
         one_line=queries.one_line,
     )
 
@@ -60,3 +68,26 @@ def review_rate(
     if model:
         query["model"] = model
     return RedirectResponse(f"/review?{urlencode(query)}", status_code=303)
+
+
+@router.post("/review/undo")
+def review_undo(
+    request: Request,
+    description_id: int = Form(...),
+    model: str = Form("", max_length=300),
+    csrf_token: str = Form("", max_length=200),
+) -> Response:
+    """Withdraw the rating just made (the page's Undo, key ``u``) and show that description
+    again: the queue resumes just before it in the rater's order."""
+    rater = guard_of(request).writer(request, None, csrf_token)
+    store = store_of(request)
+    label = store.undo_rating(description_id, rater)
+    order = review_order(store, rater, model or None)
+    query: dict[str, str | int] = {"undone": description_id if label else ""}
+    if description_id in order:
+        query["after"] = order[order.index(description_id) - 1] if len(order) > 1 else 0
+    if model:
+        query["model"] = model
+    return RedirectResponse(
+        f"/review?{urlencode({k: v for k, v in query.items() if v != ''})}", status_code=303
+    )

@@ -60,6 +60,9 @@
       } else if (event.key === "s") {
         event.preventDefault();
         location.href = document.getElementById("skip").href;
+      } else if (event.key === "u" && document.getElementById("undo")) {
+        event.preventDefault();
+        document.getElementById("undo").click();
       } else if (event.key === "c") {
         event.preventDefault();
         comment.focus();
