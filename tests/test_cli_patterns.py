@@ -85,7 +85,9 @@ def test_pattern_and_operation_minimums_combine(db: str) -> None:
     assert heads(db, "capital", f"capital={capital}", "induction=0.8") == [(1, 2)]
     assert heads(db, "capital", f"capital={capital + 0.01}", "induction=0.8") == []
     assert heads(db, "capital", f"capital={capital}", "induction=0.9") == []
-    assert heads(db, "capital", "no_such_operation=0") == []  # unknown names stay operations
+    # A name that is not a pattern is an operation; one no analysis scored is a typo, said so.
+    unknown = invoke("search", "capital", "--min-score", "no_such_operation=0", "--db", db)
+    assert_user_error(unknown, "unknown operation 'no_such_operation': no analysis in this store scored it")
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,8 @@ def test_show_prints_the_relations(db: str) -> None:
     assert_ok(result)
     out = result.stdout
     assert "Relations" in out
-    assert "2 of 3 rows: country → capital   e.g. ' France' → ' Paris', '▁Japan' → '▁Tokyo'" in out
+    # Tokens as describer.tokens.visible writes them: a leading space is ␣, ▁ stays itself.
+    assert "2 of 3 rows: country → capital   e.g. ␣France → ␣Paris, ▁Japan → ▁Tokyo" in out
     assert out.index("country → capital") < out.index("3 of 3 rows: inputs are mostly Latin-script words")
     view = json.loads(invoke("show", "tiny", "1.2", "--json", "--db", db).stdout)
     assert view["relations"][0]["summary"] == "2 of 3 rows: country → capital"
@@ -75,7 +76,7 @@ def test_search_query_filtered_by_relation(db: str) -> None:
         (["capital", "--mode", "fulltext", "--relation", "bogus"], ("unknown relation 'bogus'",)),
         (["--min-fraction", "0.5", "--relation"], ()),
         (["capital", "--min-fraction", "0.5"], ("--min-fraction needs --relation KEY",)),
-        ([], ("give a QUERY, or --relation KEY",)),
+        ([], ("give a QUERY, or filters (--relation, --min-score, --source/--target",)),
         (["--relation", "copy", "--model", "nope"], ("unknown model 'nope'",)),
     ],
 )
