@@ -19,15 +19,15 @@ from describer.maps.patterns import PATTERNS
 from evaluation.search_models import Filters, Hit, SearchResult
 from store import tables as S
 from store.head_search import (
+    TokenQuery,
     head_scores,
     matching_heads,
     matching_rows,
     operation_score,
     pattern_score,
     score_sources,
+    where_filters,
 )
-from store.patterns import has_pattern
-from store.relations import has_relation
 
 if TYPE_CHECKING:
     from store import Store
@@ -36,16 +36,9 @@ MATCHES_SHOWN = 5
 """Matching salient rows shown per head."""
 
 
-def score_names(filters: Filters) -> tuple[list[str], list[str]]:
-    """The operations and attention patterns whose scores hits show: ``show`` first (its first
-    name ranks a search without words), then the minimum-score filters', each once."""
-    names = list(dict.fromkeys([*filters.show, *filters.min_scores, *filters.min_patterns]))
-    return [n for n in names if n not in PATTERNS], [n for n in names if n in PATTERNS]
-
-
 def check_score_names(store: Store, filters: Filters) -> None:
     """An operation no analysis scored is a typo, not an empty result."""
-    operations, _ = score_names(filters)
+    operations, _ = filters.score_names
     if not operations:
         return
     with store.read() as session:
@@ -64,7 +57,7 @@ def _current_descriptions():  # noqa: ANN202
 def search_heads(store: Store, filters: Filters, *, limit: int, offset: int) -> SearchResult:
     """The heads passing ``filters``, ranked as the module docstring says; ``total`` counts them."""
     f = filters
-    operations, patterns = score_names(f)
+    operations, patterns = f.score_names
     h, m, d = S.Head, S.Model, aliased(S.Description)
     with store.read() as session:
         query = (
@@ -72,28 +65,8 @@ def search_heads(store: Store, filters: Filters, *, limit: int, offset: int) -> 
             .join(m, m.id == h.model_id)
             .outerjoin(d, (d.head_id == h.id) & d.id.in_(_current_descriptions()))
         )
-        if f.model is not None:
-            query = query.where(m.name == f.model)
-        if f.layer_min is not None:
-            query = query.where(h.layer >= f.layer_min)
-        if f.layer_max is not None:
-            query = query.where(h.layer <= f.layer_max)
-        if f.category is not None:
-            query = query.where(d.category == f.category)
-        if f.unclear is not None:
-            query = query.where(d.unclear == f.unclear)
-        if f.label is not None:
-            rated = select(S.Rating.id).where(
-                S.Rating.description_id == d.id, S.Rating.is_current, S.Rating.label == f.label
-            )
-            query = query.where(rated.exists())
-        sources = {name: score_sources(session, name) for name in operations}
-        for name, minimum in f.min_scores.items():
-            query = query.where(operation_score(h.id, sources[name]) >= minimum)
-        for name, minimum in f.min_patterns.items():
-            query = query.where(has_pattern(h.id, name, minimum))
-        if f.relation is not None:
-            query = query.where(has_relation(h.id, f.relation, f.min_fraction))
+        # The token match both filters and ranks, so it is joined here rather than filtered.
+        query = where_filters(session, query, f.model_copy(update={"tokens": TokenQuery()}), d)
         order = []
         if f.tokens.active:
             tokens = matching_heads(
@@ -101,10 +74,12 @@ def search_heads(store: Store, filters: Filters, *, limit: int, offset: int) -> 
             ).subquery()
             query = query.join(tokens, tokens.c.head_id == h.id)
             order.append(tokens.c.best)
-        first = next(iter(dict.fromkeys([*f.show, *f.min_scores, *f.min_patterns])), None)
+        first = f.shown[0] if f.shown else None
         if first is not None:
             ranked = (
-                pattern_score(h.id, first) if first in PATTERNS else operation_score(h.id, sources[first])
+                pattern_score(h.id, first)
+                if first in PATTERNS
+                else operation_score(h.id, score_sources(session, first))
             )
             order += [ranked.is_(None), ranked.desc()]
         order += [m.name, h.layer, h.index]
@@ -141,6 +116,7 @@ def search_heads(store: Store, filters: Filters, *, limit: int, offset: int) -> 
         hits.append(
             Hit(
                 description_id=desc.id if desc else None,
+                head_id=hid,
                 model=head.model,
                 layer=head.layer,
                 head=head.index,
@@ -163,19 +139,11 @@ def search_heads(store: Store, filters: Filters, *, limit: int, offset: int) -> 
 def with_scores(store: Store, hits: list[Hit], filters: Filters) -> list[Hit]:
     """``hits`` (a page of a search by text) with their heads' scores on the filtered and shown
     operations and patterns: one query for the page."""
-    operations, patterns = score_names(filters)
+    operations, patterns = filters.score_names
     if not hits or not (operations or patterns):
         return hits
-    keys = {(hit.model, hit.layer, hit.head) for hit in hits}
     with store.read() as session:
-        rows = session.execute(
-            select(S.Head.id, S.Model.name, S.Head.layer, S.Head.index)
-            .join(S.Model, S.Model.id == S.Head.model_id)
-            .where(S.Model.name.in_({k[0] for k in keys}), S.Head.layer.in_({k[1] for k in keys}))
+        scores = head_scores(
+            session, [h.head_id for h in hits if h.head_id is not None], operations, patterns
         )
-        ids = {(name, layer, index): hid for hid, name, layer, index in rows if (name, layer, index) in keys}
-        scores = head_scores(session, list(ids.values()), operations, patterns)
-    return [
-        hit.model_copy(update={"scores": scores.get(ids.get((hit.model, hit.layer, hit.head)), {})})
-        for hit in hits
-    ]
+    return [hit.model_copy(update={"scores": scores.get(hit.head_id, {})}) for hit in hits]

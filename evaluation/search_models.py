@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from describer.errors import InvalidValue
 from describer.maps.patterns import PATTERNS
-from store.head_search import TokenMatch, TokenQuery
+from store.head_search import HeadFilters, TokenMatch
 from store.labels import CATEGORIES, RATING_LABELS
 
 MAX_RESULTS = 10_000
@@ -18,30 +18,29 @@ MAX_RESULTS = 10_000
 Mode = Literal["fulltext", "semantic", "hybrid"]
 
 
-class Filters(BaseModel):
-    """What ``search`` keeps, besides matching the query."""
+class Filters(HeadFilters):
+    """What ``search`` keeps, besides matching the query, and which scores hits show."""
 
-    model: str | None = None
-    category: str | None = None
-    layer_min: int | None = None
-    layer_max: int | None = None
-    min_scores: dict[str, float] = {}
-    """Operation name -> least relation score of the head."""
-    min_patterns: dict[str, float] = {}
-    """Attention pattern (``describer.maps.patterns.PATTERNS``) -> least score of the head in
-    its model's latest pattern analysis."""
-    label: str | None = None
-    """Keep descriptions with a current rating of this label."""
-    unclear: bool | None = None
-    relation: str | None = None
-    """Keep heads with this relation evidence (a key, or a prefix ending in ``:``)."""
-    min_fraction: float = 0.0
-    """… in at least this fraction of their salient rows."""
-    tokens: TokenQuery = TokenQuery()
-    """Keep heads with a salient row mapping these tokens."""
     show: list[str] = []
     """Operations or attention patterns whose scores each hit shows (besides ``min_scores``'
     and ``min_patterns``'); a search without words ranks heads by the first one."""
+
+    @property
+    def shown(self) -> list[str]:
+        """The operations and attention patterns whose scores hits show, in their columns'
+        order: ``show`` first (its first name ranks a search without words), then the
+        minimum-score filters', each once."""
+        return list(dict.fromkeys([*self.show, *self.min_scores, *self.min_patterns]))
+
+    @property
+    def score_names(self) -> tuple[list[str], list[str]]:
+        """``shown`` as (operations, attention patterns)."""
+        names = self.shown
+        return [n for n in names if n not in PATTERNS], [n for n in names if n in PATTERNS]
+
+    def head_filters(self) -> HeadFilters:
+        """The filters alone (without ``show``), as the store takes them."""
+        return HeadFilters.model_validate(self.model_dump(exclude={"show"}))
 
     def check(self) -> None:
         if self.category is not None and self.category not in CATEGORIES:
@@ -83,6 +82,8 @@ class Hit(BaseModel):
     with its latest description, if any."""
 
     description_id: int | None
+    head_id: int | None = Field(default=None, exclude=True)
+    """The head's row id (internal: for the page's scores; not part of the answer)."""
     model: str
     layer: int
     head: int

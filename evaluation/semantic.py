@@ -36,9 +36,7 @@ from evaluation.head_search import check_score_names, search_heads, with_scores
 from evaluation.relations import check_relation
 from evaluation.search_models import MAX_RESULTS, Filters, Hit, Mode, SearchResult, split_min_scores
 from store import tables as S
-from store.head_search import has_operation_score, token_head_ids
-from store.patterns import has_pattern
-from store.relations import has_relation
+from store.head_search import where_filters
 
 if TYPE_CHECKING:
     from sqlalchemy import Select
@@ -77,7 +75,7 @@ def _allowed(store: Store, ids: list[int] | None, filters: Filters) -> dict[int,
         d = S.Description
         query = (
             select(d.id, S.Model.name, S.Head.layer, S.Head.index, d.category, d.status)
-            .add_columns(d.pattern, d.inputs, d.reasoning, d.raw_response)
+            .add_columns(d.pattern, d.inputs, d.reasoning, d.raw_response, S.Head.id)
             .join(S.Head, S.Head.id == d.head_id)
             .join(S.Model, S.Model.id == S.Head.model_id)
         )
@@ -90,60 +88,21 @@ def _allowed(store: Store, ids: list[int] | None, filters: Filters) -> dict[int,
                 "category": row[4],
                 "status": row[5],
                 "text": embedding_text(row[6], row[7], row[8], row[9]),
+                "head_id": row[10],
             }
             for row in session.execute(query)
         }
 
 
 def _where(session: Session, query: Select, ids: list[int] | None, filters: Filters) -> Select:
-    d = S.Description
     if ids is not None:
-        query = query.where(d.id.in_(ids))
-    f = filters
-    if f.model is not None:
-        query = query.where(S.Model.name == f.model)
-    if f.category is not None:
-        query = query.where(d.category == f.category)
-    if f.layer_min is not None:
-        query = query.where(S.Head.layer >= f.layer_min)
-    if f.layer_max is not None:
-        query = query.where(S.Head.layer <= f.layer_max)
-    if f.unclear is not None:
-        query = query.where(d.unclear == f.unclear)
-    if f.label is not None:
-        rated = select(S.Rating.id).where(
-            S.Rating.description_id == d.id, S.Rating.is_current, S.Rating.label == f.label
-        )
-        query = query.where(rated.exists())
-    for name, minimum in f.min_scores.items():
-        query = query.where(has_operation_score(session, d.head_id, name, minimum))
-    for name, minimum in f.min_patterns.items():
-        query = query.where(has_pattern(d.head_id, name, minimum))
-    if f.relation is not None:
-        query = query.where(has_relation(d.head_id, f.relation, f.min_fraction))
-    if f.tokens.active:
-        query = query.where(d.head_id.in_(token_head_ids(f.tokens)))
-    return query
+        query = query.where(S.Description.id.in_(ids))
+    return where_filters(session, query, filters, S.Description)
 
 
 def fulltext(store: Store, query: str, filters: Filters, limit: int) -> list[Hit]:
-    f = filters
-    hits = store.search(
-        query,
-        model=f.model,
-        category=f.category,
-        layer_min=f.layer_min,
-        layer_max=f.layer_max,
-        min_scores=f.min_scores or None,
-        label=f.label,
-        unclear=f.unclear,
-        limit=limit,
-        relation=f.relation,
-        min_fraction=f.min_fraction,
-        min_patterns=f.min_patterns or None,
-        tokens=f.tokens,
-    )
-    return [Hit.model_validate(h.model_dump()) for h in hits]
+    hits = store.search_filtered(query, filters.head_filters(), limit=limit)
+    return [Hit.model_validate({**h.model_dump(), "head_id": h.head_id}) for h in hits]
 
 
 def search(

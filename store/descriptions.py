@@ -13,7 +13,7 @@ from describer.errors import HeadmapsError, InvalidValue, NotFound
 from store import fulltext
 from store import tables as S
 from store.base import StoreBase, as_utc
-from store.head_search import TokenQuery
+from store.head_search import HeadFilters, TokenQuery
 from store.labels import CATEGORIES, RATING_LABELS
 from store.records import (
     DescriptionIn,
@@ -270,24 +270,30 @@ class Descriptions(StoreBase):
         a current rating of that label; ``relation`` (a key, or a prefix ending in ``:``) keeps
         heads with that relation evidence in at least ``min_fraction`` of their salient rows;
         ``tokens`` keeps heads with a salient row mapping those tokens."""
-        if label is not None and label not in RATING_LABELS:
-            raise InvalidValue(f"unknown rating label {label!r}; use one of {', '.join(RATING_LABELS)}")
-        if category is not None and category not in CATEGORIES:
-            raise InvalidValue(f"unknown category {category!r}; use one of {', '.join(CATEGORIES)}")
-        with self.read() as session:
-            model_id = self._model(session, model).id if model is not None else None
-            return fulltext.search(
-                session,
-                query,
-                model_id=model_id,
-                category=category,
-                layer_min=layer_min,
-                layer_max=layer_max,
-                min_scores=min_scores or {},
-                label=label,
-                unclear=unclear,
-                limit=limit,
-                relation=(relation, min_fraction) if relation is not None else None,
-                min_patterns=min_patterns or {},
-                tokens=tokens if tokens is not None and tokens.active else None,
+        filters = HeadFilters(
+            model=model,
+            category=category,
+            layer_min=layer_min,
+            layer_max=layer_max,
+            min_scores=min_scores or {},
+            min_patterns=min_patterns or {},
+            label=label,
+            unclear=unclear,
+            relation=relation,
+            min_fraction=min_fraction,
+            tokens=tokens or TokenQuery(),
+        )
+        return self.search_filtered(query, filters, limit=limit)
+
+    def search_filtered(self, query: str, filters: HeadFilters, *, limit: int = 20) -> list[SearchHit]:
+        """``search`` with its filters as one ``HeadFilters``."""
+        if filters.label is not None and filters.label not in RATING_LABELS:
+            raise InvalidValue(
+                f"unknown rating label {filters.label!r}; use one of {', '.join(RATING_LABELS)}"
             )
+        if filters.category is not None and filters.category not in CATEGORIES:
+            raise InvalidValue(f"unknown category {filters.category!r}; use one of {', '.join(CATEGORIES)}")
+        with self.read() as session:
+            if filters.model is not None:
+                self._model(session, filters.model)  # an unknown model is an error, not an empty result
+            return fulltext.search(session, query, filters, limit)

@@ -10,10 +10,8 @@ from sqlalchemy import Select, func, literal_column, select, text
 from sqlalchemy.orm import Session
 
 from store import tables as S
-from store.head_search import TokenQuery, has_operation_score, token_head_ids
-from store.patterns import has_pattern
+from store.head_search import HeadFilters, where_filters
 from store.records import SearchHit
-from store.relations import has_relation
 
 PG_VECTOR = (
     "to_tsvector('english', coalesce(reasoning, '') || ' ' || coalesce(inputs, '') || ' ' || "
@@ -29,22 +27,7 @@ def terms(query: str) -> list[str]:
     return _WORD.findall(query.lower())
 
 
-def search(
-    session: Session,
-    query: str,
-    *,
-    model_id: int | None,
-    category: str | None,
-    layer_min: int | None,
-    layer_max: int | None,
-    min_scores: dict[str, float],
-    label: str | None,
-    unclear: bool | None,
-    limit: int,
-    relation: tuple[str, float] | None = None,
-    min_patterns: dict[str, float] | None = None,
-    tokens: TokenQuery | None = None,
-) -> list[SearchHit]:
+def search(session: Session, query: str, filters: HeadFilters, limit: int) -> list[SearchHit]:
     words = terms(query)
     if not words:
         return []
@@ -74,16 +57,7 @@ def search(
                 "StartSel=[, StopSel=], MaxWords=30, MinWords=10",
             ).label("snippet"),
         ).where(vector.op("@@")(tsquery))
-    filtered = any(v is not None for v in (model_id, category, layer_min, layer_max, label, unclear))
-    min_patterns = min_patterns or {}
-    if (
-        sqlite
-        and not filtered
-        and not min_scores
-        and not min_patterns
-        and relation is None
-        and tokens is None
-    ):
+    if sqlite and filters == HeadFilters():
         # Unfiltered: rank inside FTS5 alone, then join only the hits shown.
         ranked = session.execute(
             text(
@@ -96,27 +70,10 @@ def search(
         base = select(
             d.id, literal_column("0").label("score"), literal_column("NULL").label("snippet")
         ).where(d.id.in_(list(scores)))
-        rows = [
-            {**row._asdict(), "score": scores[row.id]}
-            for row in session.execute(_filters(session, base, None, None, None, None, {}, None, None))
-        ]
+        rows = [{**row._asdict(), "score": scores[row.id]} for row in session.execute(_shown(base))]
         rows.sort(key=lambda row: (-row["score"], row["id"]))
     else:
-        base = _filters(
-            session,
-            base,
-            model_id,
-            category,
-            layer_min,
-            layer_max,
-            min_scores,
-            label,
-            unclear,
-            relation,
-            min_patterns,
-        )
-        if tokens is not None:
-            base = base.where(d.head_id.in_(token_head_ids(tokens)))
+        base = where_filters(session, _shown(base), filters, d)
         rows = [
             row._asdict()
             for row in session.execute(base.order_by(literal_column("score").desc(), d.id).limit(limit))
@@ -137,6 +94,7 @@ def search(
     return [
         SearchHit(
             description_id=row["id"],
+            head_id=row["head_id"],
             model=row["model"],
             layer=row["layer"],
             head=row["index"],
@@ -149,44 +107,18 @@ def search(
     ]
 
 
-def _filters(
-    session: Session,
-    base: Select,
-    model_id: int | None,
-    category: str | None,
-    layer_min: int | None,
-    layer_max: int | None,
-    min_scores: dict[str, float],
-    label: str | None,
-    unclear: bool | None,
-    relation: tuple[str, float] | None = None,
-    min_patterns: dict[str, float] | None = None,
-) -> Select:
+def _shown(base: Select) -> Select:
+    """``base`` with what a hit shows: the head's model, layer and index, the category and status."""
     d = S.Description
-    query = (
+    return (
         base.join(S.Head, S.Head.id == d.head_id)
         .join(S.Model, S.Model.id == S.Head.model_id)
-        .add_columns(S.Model.name.label("model"), S.Head.layer, S.Head.index, d.category, d.status)
-    )
-    if model_id is not None:
-        query = query.where(S.Head.model_id == model_id)
-    if category is not None:
-        query = query.where(d.category == category)
-    if layer_min is not None:
-        query = query.where(S.Head.layer >= layer_min)
-    if layer_max is not None:
-        query = query.where(S.Head.layer <= layer_max)
-    if unclear is not None:
-        query = query.where(d.unclear == unclear)
-    if label is not None:
-        rated = select(S.Rating.id).where(
-            S.Rating.description_id == d.id, S.Rating.is_current, S.Rating.label == label
+        .add_columns(
+            S.Head.id.label("head_id"),
+            S.Model.name.label("model"),
+            S.Head.layer,
+            S.Head.index,
+            d.category,
+            d.status,
         )
-        query = query.where(rated.exists())
-    for name, minimum in min_scores.items():
-        query = query.where(has_operation_score(session, d.head_id, name, minimum))
-    for name, minimum in (min_patterns or {}).items():
-        query = query.where(has_pattern(d.head_id, name, minimum))
-    if relation is not None:
-        query = query.where(has_relation(d.head_id, *relation))
-    return query
+    )

@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.functions import FunctionElement
 
 from store import tables as S
-from store.patterns import latest_pattern_analyses
-from store.relations import latest_analyses
+from store.patterns import has_pattern, latest_pattern_analyses
+from store.relations import has_relation, latest_analyses
 
 Match = Literal["exact", "loose"]
 LEADING = " \u2581\u0120\t\n"
@@ -206,6 +206,61 @@ class TokenQuery(BaseModel):
     @property
     def active(self) -> bool:
         return bool(self.source) or bool(self.target)
+
+
+class HeadFilters(BaseModel):
+    """What a search keeps, on the head (model, layers, scores, relations, patterns, mappings)
+    and on its description (category, unclear, a current rating's label)."""
+
+    model: str | None = None
+    category: str | None = None
+    layer_min: int | None = None
+    layer_max: int | None = None
+    min_scores: dict[str, float] = {}
+    """Operation name -> least relation score of the head (``operation_score``)."""
+    min_patterns: dict[str, float] = {}
+    """Attention pattern (``previous_token``, ``induction``, …) -> least score of the head in
+    its model's latest pattern analysis."""
+    label: str | None = None
+    """Keep descriptions with a current rating of this label."""
+    unclear: bool | None = None
+    relation: str | None = None
+    """Keep heads with this relation evidence (a key, or a prefix ending in ``:``)."""
+    min_fraction: float = 0.0
+    """… in at least this fraction of their salient rows."""
+    tokens: TokenQuery = TokenQuery()
+    """Keep heads with a salient row mapping these tokens."""
+
+
+def where_filters(session: Session, query: Select, filters: HeadFilters, description: type) -> Select:
+    """``query`` (which joins ``S.Head``, ``S.Model`` and the ``description`` entity, perhaps an
+    outer-joined alias, to the head) keeping only what ``filters`` pass: the one builder of
+    every search's conditions (full text, meaning, and heads without words)."""
+    f, h, d = filters, S.Head, description
+    if f.model is not None:
+        query = query.where(S.Model.name == f.model)
+    if f.layer_min is not None:
+        query = query.where(h.layer >= f.layer_min)
+    if f.layer_max is not None:
+        query = query.where(h.layer <= f.layer_max)
+    if f.category is not None:
+        query = query.where(d.category == f.category)
+    if f.unclear is not None:
+        query = query.where(d.unclear == f.unclear)
+    if f.label is not None:
+        rated = select(S.Rating.id).where(
+            S.Rating.description_id == d.id, S.Rating.is_current, S.Rating.label == f.label
+        )
+        query = query.where(rated.exists())
+    for name, minimum in f.min_scores.items():
+        query = query.where(has_operation_score(session, h.id, name, minimum))
+    for name, minimum in f.min_patterns.items():
+        query = query.where(has_pattern(h.id, name, minimum))
+    if f.relation is not None:
+        query = query.where(has_relation(h.id, f.relation, f.min_fraction))
+    if f.tokens.active:
+        query = query.where(h.id.in_(token_head_ids(f.tokens)))
+    return query
 
 
 def token_head_ids(tokens: TokenQuery) -> Select:

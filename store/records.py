@@ -367,6 +367,8 @@ class HeadView(BaseModel):
 
 class SearchHit(BaseModel):
     description_id: int
+    head_id: int = Field(exclude=True)
+    """The head's row id (for the page's scores; not part of the answer)."""
     model: str
     layer: int
     head: int

@@ -22,7 +22,7 @@ JSON_FIELDS = {"description_id", "model", "layer", "head", "text", "score"}
 
 
 def print_search(result: SearchResult, filters: Filters, as_json: bool) -> None:
-    names = list(dict.fromkeys([*filters.show, *filters.min_scores, *filters.min_patterns]))
+    names = filters.shown
     heads = result.mode == "heads"
     if as_json:
         fields = set(JSON_FIELDS)

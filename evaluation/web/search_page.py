@@ -171,7 +171,7 @@ def search_page(request: Request) -> Response:
                     hint = _token_hint(store, q)
         except HeadmapsError as exc:
             error = str(exc)
-    names = list(dict.fromkeys([*filters.show, *filters.min_scores, *filters.min_patterns]))
+    names = filters.shown
     if fmt and result is not None:
         columns = ["model", "head", "layer", "head_index", "description_id", "text", "score", *names]
         if filters.tokens.active:
