@@ -28,10 +28,14 @@ import time
 from pathlib import Path
 
 
-def run(model: str, weights: str, out: Path, patterns: bool) -> tuple[float, float]:
-    """(wall seconds, peak RSS in GB) of one analyze process."""
+def run(
+    model: str, weights: str, out: Path, patterns: bool, extra: list[str] | None = None
+) -> tuple[float, float]:
+    """(wall seconds, peak RSS in GB) of one analyze process (``extra``: more options)."""
     args = [sys.executable, "-m", "describer.cli", "analyze", model, "--no-store", "--json", str(out)]
-    args += ["--weights", weights, "--device", "cpu"] + ([] if patterns else ["--no-patterns"])
+    args += (
+        ["--weights", weights, "--device", "cpu"] + ([] if patterns else ["--no-patterns"]) + (extra or [])
+    )
     wrapper = (
         "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)"

@@ -108,6 +108,17 @@ def matching_heads(source: str | None, target: str | None, match: Match) -> Sele
     )
 
 
+def token_counts(session: Session, token: str, match: Match = "loose") -> tuple[int, int]:
+    """How many heads have ``token`` as a salient (source) token, and how many map a salient
+    token to it (target): one statement."""
+    counts = [
+        select(func.count(func.distinct(rows.c.head_id))).select_from(rows).scalar_subquery()
+        for rows in (_rows(token, None, match).subquery("s"), _rows(None, token, match).subquery("t"))
+    ]
+    sources, targets = session.execute(select(*counts)).one()
+    return int(sources), int(targets)
+
+
 def matching_rows(
     session: Session, head_ids: list[int], source: str | None, target: str | None, match: Match, per_head: int
 ) -> dict[int, list[TokenMatch]]:

@@ -19,7 +19,7 @@ from evaluation.web.api import parse_min_scores
 from evaluation.web.common import render, store_of
 from evaluation.web.exports import check_format, table_response
 from evaluation.web.patterns import stored_patterns
-from store.head_search import TokenQuery, matching_heads
+from store.head_search import TokenQuery, token_counts
 from store.labels import CATEGORIES, CATEGORY_MEANINGS, RATING_LABELS
 
 router = APIRouter(include_in_schema=False)
@@ -108,14 +108,9 @@ def _token_hint(store, q: str) -> dict[str, int] | None:  # noqa: ANN001
     word = q.strip()
     if not word or len(word.split()) != 1 or len(word) > 100:
         return None
-    counts = {}
     with store.read() as session:
-        for side in ("source", "target"):
-            heads = matching_heads(
-                word if side == "source" else None, word if side == "target" else None, "loose"
-            )
-            counts[side] = len(session.execute(heads).all())
-    return counts if any(counts.values()) else None
+        sources, targets = token_counts(session, word)
+    return {"source": sources, "target": targets} if sources or targets else None
 
 
 def _rows(result: semantic.SearchResult, names: list[str]) -> list[dict]:
@@ -167,7 +162,7 @@ def search_page(request: Request) -> Response:
                 # A download is the whole result (up to MAX_RESULTS), not the page shown.
                 limit, offset = (semantic.MAX_RESULTS, 0) if fmt else (PAGE, offset)
                 result = semantic.search(store, q, filters, limit=limit, mode=mode, offset=offset)
-                if not filters.tokens.active:
+                if not filters.tokens.active and not fmt:  # a download shows no hint
                     hint = _token_hint(store, q)
         except HeadmapsError as exc:
             error = str(exc)
