@@ -58,6 +58,12 @@ class RatingsReport(BaseModel):
     ordinal_agreement: Agreement | None
     """Krippendorff's ordinal alpha on the judging labels only (plausible > partially > not),
     for any number of raters; ``cannot_tell`` is left out as it is not on that scale."""
+    blind_for: str | None = None
+    """Blind review: the rater whose rated descriptions alone are counted (``only``)."""
+    blind: bool = False
+    """Whether the report counts only some descriptions (those ``blind_for`` has rated)."""
+    hidden: int = 0
+    """Blind: current ratings of descriptions left out (not yet rated by ``blind_for``)."""
 
 
 def _finite(value: float) -> float | None:
@@ -124,9 +130,24 @@ def current_ratings(store: Store, model: str | None = None) -> list[dict[str, An
 
 
 def ratings_report(
-    store: Store, model: str | None = None, *, resamples: int = 1000, seed: int = 0
+    store: Store,
+    model: str | None = None,
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+    blind_for: str | None = None,
+    blind: bool = False,
 ) -> RatingsReport:
+    """Label distributions and agreement over the current ratings (of ``model``). ``blind``:
+    only the descriptions ``blind_for`` has rated count (none for an anonymous viewer), as a
+    rater may see others' ratings of a description only once they have rated it themselves; an
+    aggregate over the rest would tell them how others judged what they are about to judge."""
     rows = current_ratings(store, model)
+    hidden = 0
+    if blind:
+        seen = {row["description"] for row in rows if blind_for is not None and row["rater"] == blind_for}
+        kept = [row for row in rows if row["description"] in seen]
+        hidden, rows = len(rows) - len(kept), kept
     raters = sorted({row["rater"] for row in rows})
     units: dict[int, dict[str, str]] = defaultdict(dict)
     for row in rows:
@@ -166,6 +187,9 @@ def ratings_report(
         by_llm=_grouped(rows, "llm"),
         agreement=_agreement(nominal),
         ordinal_agreement=_agreement(ordinal),
+        blind_for=blind_for if blind else None,
+        blind=blind,
+        hidden=hidden,
     )
 
 
@@ -203,18 +227,24 @@ def data_version(store: Store, model: str | None = None) -> tuple:
 
 
 def cached_ratings_report(
-    store: Store, model: str | None = None, *, resamples: int = 1000, seed: int = 0
+    store: Store,
+    model: str | None = None,
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+    blind_for: str | None = None,
+    blind: bool = False,
 ) -> RatingsReport:
     """``ratings_report``, computed again only when ``data_version`` changed: a page that shows
     it need not redo the bootstrap on every request. Thread-safe; two requests that miss at
     once both compute, and the same report is kept."""
-    key = (id(store), model, resamples, seed, data_version(store, model))
+    key = (id(store), model, resamples, seed, blind, blind_for, data_version(store, model))
     with _cache_lock:
         hit = _cache.get(key)
         if hit is not None and hit[0]() is store:  # not another store that reused the id
             _cache.move_to_end(key)
             return hit[1].model_copy(deep=True)
-    report = ratings_report(store, model, resamples=resamples, seed=seed)
+    report = ratings_report(store, model, resamples=resamples, seed=seed, blind_for=blind_for, blind=blind)
     with _cache_lock:
         _cache[key] = (weakref.ref(store), report)
         _cache.move_to_end(key)

@@ -384,5 +384,18 @@ def test_the_served_report_is_blind_too(db: tuple[str, dict[str, int]], raters: 
         sign_in(client, raters["ann"].token)
         page = client.get("/models/tiny/report").text
         assert "BOB SAYS" not in page and "1 rating(s) hidden until you rate it" in page
+        # The aggregate tables are blind too: Bob's label is not counted for Ann yet.
+        ratings = page.split('id="ratings"')[1].split('id="heads"')[0]
+        assert 'id="ratings-blind"' in ratings and "1 rating of descriptions you have not rated" in ratings
+        assert "bob" not in ratings and "<table" not in ratings and "No ratings yet" not in ratings
         post_form(client, "/review", {"description_id": ids["capital"], "label": "plausible"})
-        assert "BOB SAYS" in client.get("/models/tiny/report").text
+        page = client.get("/models/tiny/report").text
+        assert "BOB SAYS" in page
+        ratings = page.split('id="ratings"')[1].split('id="heads"')[0]
+        assert 'id="ratings-blind"' not in ratings and "ann, bob" in ratings
+    # The report file (``headmaps report``) is the owner's: it counts every rating.
+    from evaluation.web.report import build_report
+
+    with open_store(url) as store:
+        full = build_report(store, "tiny", resamples=10)
+    assert 'id="ratings-blind"' not in full and "ann, bob" in full

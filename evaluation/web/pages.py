@@ -34,7 +34,14 @@ REPORT_CSP = (
 def report_page(request: Request, model: str, download: bool = False) -> HTMLResponse:
     """The model's self-contained HTML report (``headmaps report``), served or downloaded."""
     viewer = viewer_name(request)
-    html = build_report(store_of(request), model, resamples=200, shown=lambda view: blind_head(view, viewer))
+    html = build_report(
+        store_of(request),
+        model,
+        resamples=200,
+        shown=lambda view: blind_head(view, viewer),
+        blind=True,
+        viewer=viewer,
+    )
     headers = {"Content-Security-Policy": REPORT_CSP}
     if download:
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", model)

@@ -95,10 +95,17 @@ def latest_correlation(store: Store, model: str) -> RunOut | None:
 
 
 def build_report(
-    store: Store, model: str, *, resamples: int = 500, shown: Callable[[HeadView], HeadView] | None = None
+    store: Store,
+    model: str,
+    *,
+    resamples: int = 500,
+    shown: Callable[[HeadView], HeadView] | None = None,
+    blind: bool = False,
+    viewer: str | None = None,
 ) -> str:
     """Render the report of ``model`` as one HTML string; ``shown`` filters each head's view
-    (the web app's blind review hides ratings its viewer has not earned)."""
+    (the web app's blind review hides ratings its viewer has not earned); ``blind``: the
+    ratings' aggregate tables count only the descriptions ``viewer`` has rated."""
     summary = store.get_model(model)
     heads = [
         store.get_head(model, layer, head)
@@ -110,7 +117,9 @@ def build_report(
     if not any(view.salient or view.operations or view.descriptions or view.patterns for view in heads):
         raise HeadmapsError(f"{model} has no analysis in the store yet; run `headmaps analyze {model}` first")
     # The bootstrap takes seconds on a large store: computed again only when the ratings change.
-    ratings: RatingsReport = cached_ratings_report(store, model, resamples=resamples)
+    ratings: RatingsReport = cached_ratings_report(
+        store, model, resamples=resamples, blind_for=viewer, blind=blind
+    )
     env = jinja2.Environment(
         loader=jinja2.FunctionLoader(
             lambda name: files("evaluation.web").joinpath("templates", name).read_text("utf-8")
