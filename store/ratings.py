@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from describer.errors import InvalidValue
+from describer.errors import InvalidValue, NotFound
 from store import tables as S
-from store.base import StoreBase, as_utc
+from store.base import StoreBase, as_utc, utcnow
 from store.labels import RATING_LABELS
 from store.records import RatingIn, RatingOut
 
@@ -66,6 +67,30 @@ class Ratings(StoreBase):
             if previous is not None:
                 previous.is_current = True
             return label
+
+    def skip_description(self, description_id: int, rater: str) -> bool:
+        """Remember that ``rater`` skipped the description in the review queue; True when it is
+        newly skipped (skipping it again changes nothing)."""
+        try:
+            with self.write() as session:
+                if session.get(S.Description, description_id) is None:
+                    raise NotFound(f"no description with id {description_id}")
+                exists = select(S.ReviewSkip.id).where(
+                    S.ReviewSkip.description_id == description_id, S.ReviewSkip.rater == rater
+                )
+                if session.scalar(exists) is not None:
+                    return False
+                session.add(S.ReviewSkip(description_id=description_id, rater=rater, created_at=utcnow()))
+        except IntegrityError:  # the same skip from a concurrent request won the unique index
+            return False
+        return True
+
+    def skipped_by(self, rater: str) -> set[int]:
+        """The descriptions ``rater`` has skipped."""
+        with self.read() as session:
+            return set(
+                session.scalars(select(S.ReviewSkip.description_id).where(S.ReviewSkip.rater == rater))
+            )
 
     def ratings_for(self, description_id: int, *, history: bool = False) -> list[RatingOut]:
         """Current ratings of a description (one per rater), or every rating with ``history``."""

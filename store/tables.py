@@ -329,6 +329,19 @@ class Rating(Base):
     is_current: Mapped[bool] = mapped_column(Boolean)
 
 
+class ReviewSkip(Base):
+    """A description a rater skipped in the review queue: it is not offered to them again until
+    they ask for their skipped ones (the queue's "review skipped"), or rate it."""
+
+    __tablename__ = "review_skip"
+    __table_args__ = (UniqueConstraint("description_id", "rater", name="uq_review_skip"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    description_id: Mapped[int] = mapped_column(ForeignKey("description.id", ondelete="CASCADE"), index=True)
+    rater: Mapped[str] = mapped_column(String(200), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
 class Rater(Base):
     """Someone allowed to rate in the web app (``headmaps raters add``). Only hashes of the
     secrets are stored: the token a rater signs in with, and the one-time login code printed

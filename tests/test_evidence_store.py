@@ -280,7 +280,7 @@ def test_a_0006_store_gains_the_evidence_tables(tmp_path: Path) -> None:
         conn.execute(text("INSERT INTO mapped_token VALUES (1, 1, 0, 0, ' b', 4, 1.5)"))
     engine.dispose()
     with open_store(url) as store:
-        assert current_revision(store.engine) == code_head() == "0007_evidence"
+        assert current_revision(store.engine) == code_head() == "0008_review_skips"
         with store.engine.connect() as conn:
             assert new <= set(inspect(conn).get_table_names())
         (salient,) = store.get_head("old", 0, 0).salient

@@ -149,3 +149,19 @@ def test_the_data_version_follows_ratings_made_not_current(store) -> None:  # no
         session.execute(update(S.Rating).values(is_current=False))
     assert data_version(store, "tiny") != before
     assert data_version(store) == data_version(store, "tiny")  # every model: here, the only one
+
+
+def test_a_blind_report_counts_only_what_the_viewer_rated(store) -> None:  # noqa: ANN001
+    ids = _describe(store, 4)
+    for did, label in zip(ids, ["plausible", "not_plausible", "plausible", "cannot_tell"], strict=True):
+        store.add_rating(RatingIn(description_id=did, rater="bob", label=label))
+    store.add_rating(RatingIn(description_id=ids[1], rater="ann", label="plausible"))
+    full = ratings_report(store, "tiny", resamples=20)
+    assert full.ratings == 5 and full.hidden == 0 and not full.blind
+    ann = ratings_report(store, "tiny", resamples=20, blind=True, blind_for="ann")
+    # Only description 1 (which ann rated) counts: her label and bob's, none of bob's others.
+    assert ann.blind and ann.blind_for == "ann" and ann.ratings == 2 and ann.hidden == 3
+    assert ann.overall.counts["plausible"] == 1 and ann.overall.counts["not_plausible"] == 1
+    assert ann.overall.counts["cannot_tell"] == 0 and ann.raters == ["ann", "bob"]
+    nobody = ratings_report(store, "tiny", resamples=20, blind=True)
+    assert nobody.ratings == 0 and nobody.hidden == 5 and nobody.raters == []

@@ -80,3 +80,66 @@ def test_undo_withdraws_the_last_rating_and_shows_it_again(tmp_path: Path) -> No
         assert nothing.status_code == 200 and "Undone" not in nothing.text
         # A write needs the page's CSRF token, like every other.
         assert client.post("/review/undo", data={"description_id": order[1]}).status_code == 403
+
+
+def test_skips_are_remembered_and_come_back_on_request(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    with open_store(url) as s:
+        fill(s)
+    with TestClient(create_app(url), base_url="http://127.0.0.1") as client:
+        local_name(client, "ann")
+        store = client.app.state.store
+        order = review_order(store, "ann")
+        page = post_form(client, "/review/skip", {"description_id": order[0]})
+        assert (
+            f'data-description-id="{order[1]}"' in page.text and 'id="skipped-count">1 skipped' in page.text
+        )
+        # A later visit (a fresh page, from the start of her order) does not offer it again…
+        assert f'data-description-id="{order[1]}"' in client.get("/review").text
+        assert store.skipped_by("ann") == {order[0]} and store.skipped_by("bob") == set()
+        assert review_next(store, "bob") == review_order(store, "bob")[0]  # …nor hide it from bob
+        assert store.skip_description(order[0], "ann") is False  # a second skip changes nothing
+        for did in order[1:]:
+            post_form(client, "/review", {"description_id": did, "label": "plausible"})
+        done = client.get("/review").text
+        assert "Nothing new to rate" in done and 'id="review-skipped"' in done
+        assert review_progress(store, "ann").model_dump() == {
+            "done": len(order) - 1,
+            "total": len(order),
+            "skipped": 1,
+        }
+        # Asked for, the skipped one is offered; rated, it counts as done and not as skipped.
+        again = client.get("/review?skipped=1").text
+        assert f'data-description-id="{order[0]}"' in again and 'id="skipped-mode"' in again
+        assert 'name="skipped" value="1"' in again
+        finished = post_form(
+            client, "/review", {"description_id": order[0], "label": "cannot_tell", "skipped": "1"}
+        )
+        assert "Nothing left to rate" in finished.text
+        assert review_progress(store, "ann").model_dump() == {
+            "done": len(order),
+            "total": len(order),
+            "skipped": 0,
+        }
+
+
+def test_api_skip_needs_the_rater_and_hides_it_from_their_queue(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    with open_store(url) as s:
+        fill(s)
+    with TestClient(create_app(url), base_url="http://127.0.0.1") as client:
+        first = client.get("/api/review/next", params={"rater": "ann"}).json()["description"]["id"]
+        assert client.post("/api/review/skip", json={"description_id": first}).status_code == 422
+        body = {"description_id": first, "rater": "ann"}
+        skip = client.post("/api/review/skip", json=body)
+        assert skip.status_code == 200 and skip.json() == {
+            "description_id": first,
+            "rater": "ann",
+            "new": True,
+        }
+        nxt = client.get("/api/review/next", params={"rater": "ann"}).json()
+        assert nxt["description"]["id"] != first and nxt["progress"]["skipped"] == 1
+        back = client.get("/api/review/next", params={"rater": "ann", "skipped": "true"}).json()
+        assert back["description"]["id"] == first
+        missing = client.post("/api/review/skip", json={"description_id": 10**6, "rater": "ann"})
+        assert missing.status_code == 404 and "no description" in missing.json()["detail"]

@@ -156,17 +156,17 @@ def test_review_queue_is_blind_and_advances(client: TestClient, db: tuple[str, d
     first = order[0]
     assert item["description"]["ratings"] == [] and item["description"]["history"] == []  # blind
     assert item["evidence"]["descriptions"] == [] and len(item["evidence"]["salient"]) == 3
-    assert item["progress"] == {"done": 0, "total": 4}
+    assert item["progress"] == {"done": 0, "total": 4, "skipped": 0}
     client.post("/api/ratings", json={"description_id": first, "rater": "bob", "label": "plausible"})
     item = client.get("/api/review/next", params={"rater": "bob", "after": first}).json()
-    assert item["description"]["id"] == order[1] and item["progress"] == {"done": 1, "total": 4}
+    assert item["description"]["id"] == order[1] and item["progress"] == {"done": 1, "total": 4, "skipped": 0}
     # Skipping past the end wraps around to what is still unrated.
     item = client.get("/api/review/next", params={"rater": "bob", "after": order[-1]}).json()
     assert item["description"]["id"] == order[1]
     for did in order[1:]:
         client.post("/api/ratings", json={"description_id": did, "rater": "bob", "label": "cannot_tell"})
     item = client.get("/api/review/next", params={"rater": "bob"}).json()
-    assert item["description"] is None and item["progress"] == {"done": 4, "total": 4}
+    assert item["description"] is None and item["progress"] == {"done": 4, "total": 4, "skipped": 0}
 
 
 def test_search_api_fulltext_shape_and_filters(client: TestClient) -> None:

@@ -79,9 +79,18 @@ def test_rate_in_the_terminal(db: tuple[str, dict[str, int]]) -> None:
         assert store.ratings_for(order[1]) == []  # skipped
         assert [r.label for r in store.ratings_for(order[2])] == ["not_plausible"]
         assert sorted(order) == sorted(ids.values())
-    # Next time the queue starts with what is left, and ends when everything is rated.
-    again = runner.invoke(app, ["rate", "--rater", "ann", "--db", url], input="4\n4\n")
-    assert "2 of 4 rated" in again.stdout and "Nothing more to rate (4 of 4 rated)." in again.stdout
+    # Next time the queue starts with what is left (the skip is remembered), and says so.
+    again = runner.invoke(app, ["rate", "--rater", "ann", "--db", url], input="4\n")
+    assert (
+        "2 of 4 rated" in again.stdout
+        and "(3 of 4 rated, 1 skipped: `headmaps rate --skipped`" in again.stdout
+    )
+    with open_store(url) as store:
+        assert store.skipped_by("ann") == {order[1]}
+    skipped = runner.invoke(app, ["rate", "--rater", "ann", "--skipped", "--db", url], input="1\n")
+    assert "Nothing more to rate (4 of 4 rated)." in skipped.stdout
+    with open_store(url) as store:
+        assert [r.label for r in store.ratings_for(order[1])] == ["plausible"]
     unknown = runner.invoke(app, ["rate", "nope", "--rater", "ann", "--db", url])
     assert unknown.exit_code == 2 and "unknown model 'nope'" in unknown.stderr
 

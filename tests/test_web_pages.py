@@ -176,7 +176,11 @@ def test_review_page_is_blind_keyed_and_remembers_the_rater(site: tuple[TestClie
     assert '<span id="progress">1 of 4</span>' in ann_first.text
     for n, label in enumerate(("plausible", "partially_plausible", "not_plausible", "cannot_tell"), 1):
         assert f'value="{label}" data-key="{n}"' in text
-    assert 'data-key="s"' in text and "the description fits the head&#39;s mappings" in text
+    assert (
+        'form="skip-form"' in text
+        and 'id="skip-form"' in text
+        and "the description fits the head&#39;s mappings" in text
+    )
     # The cookie remembers the rater; the form posts without JavaScript.
     after = order.index(ids["capital"])
     following = [i for i in order[after + 1 :] + order[:after] if i != ids["capital"]][0]

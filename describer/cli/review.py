@@ -268,11 +268,15 @@ def _panel(store: Store, description_id: int, done: int, total: int) -> Panel:
 def rate(
     model: Annotated[str | None, typer.Argument(help="Only this model's descriptions.")] = None,
     rater: Annotated[str | None, typer.Option(help="Your name (asked once when omitted).")] = None,
+    skipped: Annotated[
+        bool, typer.Option("--skipped", help="Go through the descriptions you skipped before.")
+    ] = False,
     db: DbOpt = None,
 ) -> None:
     """The review queue in the terminal: each description you have not rated, with its evidence.
 
-    Keys: 1-4 the labels, s skip, c add a comment, q quit."""
+    Keys: 1-4 the labels, s skip (remembered, as in the web queue: not offered again until
+    --skipped), c add a comment, q quit."""
     # The review queue's queries live in the web package, which imports FastAPI.
     from evaluation.web.review_queue import review_next, review_progress
 
@@ -293,16 +297,17 @@ def rate(
             # Whoever can open the database can write it; the name must still be someone's.
             raise HeadmapsError(f"{rater!r} is not an active rater of this store (headmaps raters list)")
         out.print("Scale: " + "; ".join(f"{k} {v}: {escape(RATING_MEANINGS[v])}" for k, v in keys.items()))
-        after, rated, skipped = 0, 0, set()
+        after, rated, passed = 0, 0, set()
         while True:
-            found = review_next(store, rater, model, after)
-            if found is None or found in skipped:
+            found = review_next(store, rater, model, after, skipped=skipped)
+            if found is None or found in passed:
                 progress = review_progress(store, rater, model)
-                out.print(
-                    f"Nothing more to rate ({progress.done} of {progress.total} rated"
-                    + (f", {len(skipped)} skipped" if skipped else "")
-                    + ")."
+                left = (
+                    f", {progress.skipped} skipped: `headmaps rate --skipped` to go through them"
+                    if progress.skipped
+                    else ""
                 )
+                out.print(f"Nothing more to rate ({progress.done} of {progress.total} rated{left}).")
                 break
             progress = review_progress(store, rater, model)
             out.print(_panel(store, found, progress.done, progress.total))
@@ -320,7 +325,8 @@ def rate(
                 out.print(f"Stopped: {rated} rated this session.")
                 break
             if key == "s":
-                skipped.add(found)
+                store.skip_description(found, rater)
+                passed.add(found)  # with --skipped, once round is enough
             else:
                 store.add_rating(
                     RatingIn(description_id=found, rater=rater, label=keys[key], comment=comment)

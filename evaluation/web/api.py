@@ -7,7 +7,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Header, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from describer.maps.patterns import PATTERNS
 from evaluation import semantic
@@ -83,8 +83,10 @@ def parse_min_scores(values: list[str]) -> dict[str, float]:
     return out
 
 
-def review_item(store: Store, rater: str, model: str | None, after: int) -> ReviewItem:
-    found = review_queue.review_next(store, rater, model, after)
+def review_item(
+    store: Store, rater: str, model: str | None, after: int, *, skipped: bool = False
+) -> ReviewItem:
+    found = review_queue.review_next(store, rater, model, after, skipped=skipped)
     progress = review_queue.review_progress(store, rater, model)
     if found is None:
         return ReviewItem(description=None, evidence=None, progress=progress)
@@ -251,6 +253,33 @@ def api_relations(
     )
 
 
+class SkipPost(BaseModel):
+    description_id: int
+    rater: str | None = Field(default=None, max_length=200)
+
+
+class SkipOut(BaseModel):
+    description_id: int
+    rater: str
+    new: bool
+    """False when the rater had skipped it already."""
+
+
+@router.post("/review/skip", response_model=SkipOut, summary="Skip a description in the review queue")
+def api_review_skip(
+    request: Request,
+    skip: SkipPost,
+    x_csrf_token: str | None = Header(default=None, max_length=200),
+    _token: HTTPAuthorizationCredentials | None = Security(BEARER),  # noqa: B008
+) -> SkipOut:
+    """Remember that the rater skipped the description: their queue (``/review/next``) leaves it
+    out until they ask for their skipped ones (``skipped=true``) or rate it. The same
+    identification as rating."""
+    rater = guard_of(request).writer(request, skip.rater, x_csrf_token)
+    new = store_of(request).skip_description(skip.description_id, rater)
+    return SkipOut(description_id=skip.description_id, rater=rater, new=new)
+
+
 @router.post("/ratings", response_model=RatingOut, status_code=201, summary="Rate a description")
 def api_rate(
     request: Request,
@@ -270,10 +299,12 @@ def api_review_next(
     rater: str | None = None,
     model: str | None = None,
     after: int = 0,
+    skipped: bool = False,
     _token: HTTPAuthorizationCredentials | None = Security(BEARER),  # noqa: B008
 ) -> ReviewItem:
     """Once raters exist, the signed-in rater's queue (``rater``, if given, must be them);
-    on a local server without raters, ``rater`` names the queue."""
+    on a local server without raters, ``rater`` names the queue. Descriptions the rater
+    skipped are left out unless ``skipped`` (their skipped ones again)."""
     guard = guard_of(request)
     viewer = guard.viewer(request)
     claimed = (rater or "").strip() or None
@@ -285,4 +316,4 @@ def api_review_next(
         claimed = viewer.name
     if claimed is None:
         raise WebError(422, "rater: a rater name is required")
-    return review_item(store_of(request), claimed, model or None, after)
+    return review_item(store_of(request), claimed, model or None, after, skipped=skipped)

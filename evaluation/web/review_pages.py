@@ -26,6 +26,7 @@ def review_page(
     saved: str = "",
     label: str = "",
     undone: str = "",
+    skipped: bool = False,
 ) -> Response:
     guard = guard_of(request)
     viewer = guard.viewer(request)
@@ -34,7 +35,7 @@ def review_page(
             target = "/review" + (f"?{urlencode({'model': model})}" if model else "")
             return RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)
         return render(request, "review_name.html", model=model, labels=labels(), rater=viewer.name or "")
-    item = review_item(store_of(request), viewer.name, model or None, after)
+    item = review_item(store_of(request), viewer.name, model or None, after, skipped=skipped)
     return render(
         request,
         "review.html",
@@ -45,6 +46,7 @@ def review_page(
         saved=saved or None,
         saved_label=label or None,
         undone=undone or None,
+        skipped_mode=skipped,
         one_line=queries.one_line,
     )
 
@@ -57,6 +59,7 @@ def review_rate(
     label: str = Form("", max_length=50),
     comment: str = Form("", max_length=MAX_COMMENT),
     model: str = Form("", max_length=300),
+    skipped: str = Form("", max_length=10),
     csrf_token: str = Form("", max_length=200),
 ) -> Response:
     rating = rate(
@@ -67,6 +70,28 @@ def review_rate(
     query = {"after": description_id, "saved": description_id, "label": rating.label}
     if model:
         query["model"] = model
+    if skipped:
+        query["skipped"] = "1"
+    return RedirectResponse(f"/review?{urlencode(query)}", status_code=303)
+
+
+@router.post("/review/skip")
+def review_skip(
+    request: Request,
+    description_id: int = Form(...),
+    model: str = Form("", max_length=300),
+    skipped: str = Form("", max_length=10),
+    csrf_token: str = Form("", max_length=200),
+) -> Response:
+    """Skip the description (the page's Skip, key ``s``): remembered, so it is not offered
+    again on a later visit until the rater reviews their skipped ones."""
+    rater = guard_of(request).writer(request, None, csrf_token)
+    store_of(request).skip_description(description_id, rater)
+    query: dict[str, str | int] = {"after": description_id}
+    if model:
+        query["model"] = model
+    if skipped:
+        query["skipped"] = "1"
     return RedirectResponse(f"/review?{urlencode(query)}", status_code=303)
 
 

@@ -23,6 +23,8 @@ class Progress(BaseModel):
     """Descriptions this rater has rated (in the queue's scope)."""
     total: int
     """Descriptions to rate (status ok or unclear; failed ones have nothing to judge)."""
+    skipped: int = 0
+    """Descriptions this rater skipped and has not rated since (in the queue's scope)."""
 
 
 def _queue(model_id: int | None):  # noqa: ANN202
@@ -54,18 +56,21 @@ def review_order(store: Store, rater: str, model: str | None = None) -> list[int
     return sorted(ids, key=lambda i: order_key(rater, i))
 
 
-def review_next(store: Store, rater: str, model: str | None = None, after: int = 0) -> int | None:
+def review_next(
+    store: Store, rater: str, model: str | None = None, after: int = 0, *, skipped: bool = False
+) -> int | None:
     """The next description in ``rater``'s order after ``after`` (from the start when ``after``
-    is not in the queue), wrapping around, that they have not rated; None when every one is
-    rated. Two queries: the queue and the rater's rated ids."""
+    is not in the queue), wrapping around, that they have not rated, nor skipped (unless
+    ``skipped``: the rater asked for their skipped ones again); None when there is none."""
     order = review_order(store, rater, model)
     with store.read() as session:
         rated = set(
             session.scalars(select(S.Rating.description_id).where(S.Rating.rater == rater).distinct())
         )
+    passed = rated if skipped else rated | store.skipped_by(rater)
     start = order.index(after) + 1 if after in order else 0
     for description_id in order[start:] + order[:start]:
-        if description_id not in rated:
+        if description_id not in passed:
             return description_id
     return None
 
@@ -75,9 +80,17 @@ def review_progress(store: Store, rater: str, model: str | None = None) -> Progr
         model_id = model_row(session, model).id if model is not None else None
         queue = _queue(model_id).subquery()
         total = session.scalar(select(func.count()).select_from(queue)) or 0
+        mine = select(S.Rating.description_id).where(S.Rating.rater == rater)
         done = session.scalar(
             select(func.count(func.distinct(S.Rating.description_id))).where(
                 S.Rating.rater == rater, S.Rating.description_id.in_(select(queue.c.id))
             )
         )
-        return Progress(done=done or 0, total=total)
+        skipped = session.scalar(
+            select(func.count()).where(
+                S.ReviewSkip.rater == rater,
+                S.ReviewSkip.description_id.in_(select(queue.c.id)),
+                S.ReviewSkip.description_id.not_in(mine),
+            )
+        )
+        return Progress(done=done or 0, total=total, skipped=skipped or 0)

@@ -41,8 +41,24 @@
     });
   }
 
+  // The review queue keeps its scroll position from one item to the next: a rater who reads
+  // the operation scores below the mappings finds the next head's scores in the same place.
+  var SCROLL = "headmaps.review.scroll";
+  function keepScroll() {
+    var forms = ["review-form", "skip-form", "saved"].map(function (id) { return document.getElementById(id); });
+    forms.forEach(function (f) {
+      if (f) f.addEventListener("submit", function () {
+        try { sessionStorage.setItem(SCROLL, String(window.scrollY)); } catch (e) { /* private mode */ }
+      });
+    });
+    var y = null;
+    try { y = sessionStorage.getItem(SCROLL); sessionStorage.removeItem(SCROLL); } catch (e) { /* private mode */ }
+    if (y !== null && document.getElementById("review-form")) window.scrollTo(0, parseInt(y, 10) || 0);
+  }
+
   function setupReview() {
     var form = document.getElementById("review-form");
+    keepScroll();
     if (!form) return;
     var comment = document.getElementById("comment");
     var buttons = {};
@@ -59,7 +75,7 @@
         buttons[event.key].click();
       } else if (event.key === "s") {
         event.preventDefault();
-        location.href = document.getElementById("skip").href;
+        document.getElementById("skip").click();
       } else if (event.key === "u" && document.getElementById("undo")) {
         event.preventDefault();
         document.getElementById("undo").click();
