@@ -1,5 +1,5 @@
 """The explorer in real Chromium: sorting the top-heads table, the colour bar's fitted maximum,
-and a comparison made from the table's checkboxes."""
+and comparisons made from the table's checkboxes and from shift-clicked heatmap cells."""
 
 from __future__ import annotations
 
@@ -62,3 +62,22 @@ def test_head_page_walks_across_layers_and_opens_its_pairs(page, served) -> None
     page.click('tr[data-operation="capital"] a.pairs-link')
     page.wait_for_url(re.compile(r"/heads/L1\.H2/pairs/capital$"))
     assert page.locator("#right-pairs tbody tr").count() + page.locator("#wrong-pairs tbody tr").count() == 10
+
+
+def test_shift_click_heatmap_cells_to_compare_them(page, served) -> None:  # noqa: ANN001
+    base, _ = served
+    page.goto(f"{base}/models/tiny?by=operation&operation=capital")
+    page.click('#heatmap a.cell[data-head="L2.H3"]', modifiers=["Shift"])  # selects, stays here
+    page.click('#heatmap a.cell[data-head="L0.H0"]', modifiers=["Shift"])
+    page.click('#heatmap a.cell[data-head="L1.H1"]', modifiers=["Shift"])
+    page.click('#heatmap a.cell[data-head="L1.H1"]', modifiers=["Shift"])  # twice: deselected
+    assert page.url.endswith("operation=capital") and page.text_content("#picked-count") == "2 selected"
+    picked = page.eval_on_selector_all("#heatmap a.cell.picked", "cs => cs.map(c => c.dataset.head)")
+    assert sorted(picked) == ["L0.H0", "L2.H3"]
+    assert page.is_checked('#top-table input.pick[data-head="L2.H3"]')  # the table agrees
+    page.click("#compare-from-heatmap")
+    page.wait_for_url(re.compile(r"/compare\?model=tiny&heads=L2\.H3%2CL0\.H0$"))
+    page.goto(f"{base}/models/tiny/heads/L2.H3")  # a plain click still opens a head
+    page.goto(f"{base}/models/tiny?by=operation&operation=capital")
+    page.click('#heatmap a.cell[data-head="L0.H2"]')
+    page.wait_for_url(re.compile(r"/heads/L0\.H2$"))
