@@ -40,9 +40,11 @@ def operations(seed: int = 0) -> list[TokenizedOperation]:
     return ops
 
 
-def streamed(directory: Path, *, resident_bytes: int = 2 << 30) -> tuple[object, Materializer]:
+def streamed(
+    directory: Path, *, resident_bytes: int = 2 << 30, dtype: torch.dtype = torch.float32
+) -> tuple[object, Materializer]:
     tensors = SafetensorsFiles(directory)
-    skeleton = skeleton_of(tensors.config)
+    skeleton = skeleton_of(tensors.config, dtype)
     skeleton.set_attn_implementation("eager")
     plain = adapter_for(skeleton)
     weights = Materializer(
@@ -155,3 +157,31 @@ def test_bf16_checkpoint_streams_in_its_own_dtype(checkpoints: dict, tmp_path: P
     settings = AnalysisSettings(readable_only=False, top_tokens=6, top_mappings=4, source="embed+mlp0")
     adapter, _ = streamed(tmp_path)
     assert_same(run(adapter_for(upcast), settings), run(adapter, settings), exact=True)
+
+
+def test_full_load_too_big_for_float32_keeps_the_stored_dtype_and_says_so(
+    checkpoints: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, word_tokenizer: object
+) -> None:
+    """``--weights full`` on a checkpoint whose float32 copy would not fit in 60 % of memory:
+    loaded in its stored dtype (bf16) with accelerate's device_map, the output says so, and the
+    analysis over it equals the streamed one in bf16 (``--dtype bfloat16``: block 0's MLP runs in
+    the model's dtype, everything else in float32)."""
+    from describer.maps import loading
+
+    model, _ = checkpoints["qwen2"]
+    model.to(torch.bfloat16).save_pretrained(tmp_path)
+    model.float()
+    word_tokenizer.save_pretrained(tmp_path)
+    monkeypatch.setattr(loading, "cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr(loading, "_memory_bytes", lambda: 1 << 10)  # "1 kB of RAM"
+    loaded = loading.load_model(str(tmp_path), weights="full")
+    assert loaded.note is not None and "stored dtype (torch.bfloat16)" in loaded.note
+    assert "device_map='auto'" in loaded.note and "float32 would need" in loaded.note
+    assert next(loaded.model.parameters()).dtype == torch.bfloat16
+    settings = AnalysisSettings(readable_only=False, top_tokens=6, top_mappings=4, source="embed+mlp0")
+    adapter, _ = streamed(tmp_path, dtype=torch.bfloat16)
+    assert_same(run(adapter_for(loaded.model), settings), run(adapter, settings), exact=True)
+    # With room for float32 the same directory loads in float32, with no note.
+    monkeypatch.setattr(loading, "_memory_bytes", lambda: 1 << 40)
+    plain = loading.load_model(str(tmp_path), weights="full")
+    assert plain.note is None and next(plain.model.parameters()).dtype == torch.float32

@@ -208,7 +208,8 @@ def score(
         str | None, typer.Option(help=f"An attention pattern instead: {', '.join(PATTERNS)}.")
     ] = None,
     pairs: Annotated[
-        Path | None, typer.Option(help="Your own pairs: JSON list of [source, target] or 2-column CSV.")
+        Path | None,
+        typer.Option(help="Your own pairs: JSON list of \\[source, target] pairs, or a 2-column CSV."),
     ] = None,
     k: Annotated[
         int | None, typer.Option(min=1, help="Top-k cut-off. Default: the paper's for this operation.")
