@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.processes import measured  # noqa: E402
 
 
 def run(
@@ -36,18 +36,8 @@ def run(
     args += (
         ["--weights", weights, "--device", "cpu"] + ([] if patterns else ["--no-patterns"]) + (extra or [])
     )
-    wrapper = (
-        "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
-        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)"
-    )
-    env = {**os.environ, "HEADMAPS_PROGRESS": "0"}
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", wrapper, *args], capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"{weights}: analyze failed:\n{done.stderr[-2000:]}")
-    rss_kb = int(done.stdout.strip().splitlines()[-1])
-    return wall, rss_kb / 2**20
+    wall, rss, _ = measured(args, f"{weights}: analyze")
+    return wall, rss
 
 
 def same(a: dict, b: dict) -> list[str]:
