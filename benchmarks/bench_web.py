@@ -32,7 +32,13 @@ from fastapi.testclient import TestClient  # noqa: E402
 from sqlalchemy import func, select, text  # noqa: E402
 
 from benchmarks.bench_store import synthetic, vocabulary  # noqa: E402
-from benchmarks.web_baselines import naive_grid, naive_head, naive_semantic, naive_token_search  # noqa: E402
+from benchmarks.web_baselines import (  # noqa: E402
+    naive_grid,
+    naive_head,
+    naive_review_next,
+    naive_semantic,
+    naive_token_search,
+)
 from evaluation import embeddings  # noqa: E402
 from evaluation.web import create_app  # noqa: E402
 from store import open_store, utcnow  # noqa: E402
@@ -255,6 +261,17 @@ def main() -> None:
             print(
                 f"overview (every operation x layer): p95 {ms(p95(overview))}; "
                 f"compare 4 heads: p95 {ms(p95(compared))} (no baseline: new pages)"
+            )
+
+            # The review queue: each rater's own order over every current description.
+            raters = [f"rater{i}" for i in range(12)]
+            review = timed(
+                lambda r: client.get("/api/review/next", params={"rater": r}).raise_for_status(), raters
+            )
+            review_naive = timed(lambda r: naive_review_next(store, r), raters)
+            print(
+                f"review queue, next item (seeded per-rater order, progress, evidence): p95 {ms(p95(review))}; "
+                f"baseline, the first unrated id alone (id order, no evidence): p95 {ms(p95(review_naive))}"
             )
 
             # Search by analysis: filters without words, and "which heads map X to Y".

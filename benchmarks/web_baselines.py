@@ -78,3 +78,12 @@ def naive_semantic(store, query_vector: np.ndarray, limit: int = 20) -> list[int
     matrix = np.frombuffer(b"".join(v for _, v in pairs), dtype="<f4").reshape(len(pairs), -1)
     matrix = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
     return ids[np.argsort(-(matrix @ query_vector))[:limit]].tolist()
+
+
+def naive_review_next(store, rater: str) -> int | None:  # noqa: ANN001
+    """The review queue as it first was: the lowest description id the rater has not rated."""
+    with store.read() as session:
+        rated = select(S.Rating.description_id).where(S.Rating.rater == rater)
+        return session.scalar(
+            select(S.Description.id).where(S.Description.id.not_in(rated)).order_by(S.Description.id).limit(1)
+        )
