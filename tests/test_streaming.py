@@ -185,3 +185,27 @@ def test_full_load_too_big_for_float32_keeps_the_stored_dtype_and_says_so(
     monkeypatch.setattr(loading, "_memory_bytes", lambda: 1 << 40)
     plain = loading.load_model(str(tmp_path), weights="full")
     assert plain.note is None and next(plain.model.parameters()).dtype == torch.float32
+
+
+def test_blocks_kept_for_forward_passes_are_dropped_when_the_stage_ends(checkpoints: dict) -> None:
+    """A small model's blocks are loaded once for a stage of forward passes (every batch of
+    residual sources, a sweep, the attention patterns) and dropped when it ends, so they do not
+    sit in memory beside the next stage's buffers."""
+    _, directory = checkpoints["llama"]
+    adapter, weights = streamed(directory)
+    settings = AnalysisSettings(readable_only=False, top_tokens=6, top_mappings=4, **SOURCES["residual"])
+    per_block = len([n for n in weights._params if n.startswith(weights.blocks[0])])
+    with Analyzer(adapter, IdTokenizer(), settings) as analyzer:
+        analyzer.residual.batch_size = 8  # many batches: the blocks must still be read once
+        before = weights.loads
+        analyzer.residual.ensure(torch.arange(40))
+        assert weights.loads - before == per_block * len(weights.blocks)
+        assert all(p.is_meta for n, p in adapter.model.named_parameters() if n.startswith(weights.blocks[0]))
+        analyzer.residual.ensure(torch.arange(40))  # nothing new to run: nothing read
+        assert weights.loads - before == per_block * len(weights.blocks)
+    with adapter.running():  # as the attention patterns run their chunks
+        for _ in range(3):
+            adapter.model.base_model(**adapter.forward_inputs(torch.tensor([[1, 5, 6, 7]])), use_cache=False)
+        assert weights.loads - before == 2 * per_block * len(weights.blocks)  # once for the three
+    live = [n for n, p in adapter.model.named_parameters() if not p.is_meta]
+    assert not any(n.startswith(tuple(weights.blocks)) for n in live), live

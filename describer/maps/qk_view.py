@@ -165,12 +165,13 @@ class Representation:
             if isinstance(ids, slice):
                 ids = torch.arange(ids.start or 0, ids.stop)
             step = self.analyzer.residual.batch_size
-            return torch.cat(
-                [
-                    self.analyzer.residual.forward(ids[i : i + step])[:, layer]
-                    for i in range(0, len(ids), step)
-                ]
-            )
+            with self.analyzer.adapter.running():  # the blocks loaded once for the sweep
+                return torch.cat(
+                    [
+                        self.analyzer.residual.forward(ids[i : i + step])[:, layer]
+                        for i in range(0, len(ids), step)
+                    ]
+                )
         if self.maps is None:
             return self.analyzer.source_rows(layer, ids)
         return self.analyzer._embed(ids) @ self.maps[layer][:-1] + self.maps[layer][-1]

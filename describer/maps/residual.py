@@ -66,12 +66,15 @@ class ResidualSource:
         """Run the tokens not seen yet, ``batch_size`` at a time."""
         wanted = ids.tolist() if isinstance(ids, Tensor) else list(ids)
         missing = sorted({int(i) for i in wanted} - self._rows.keys())
-        for start in range(0, len(missing), self.batch_size):
-            chunk = missing[start : start + self.batch_size]
-            for i, row in zip(chunk, self.forward(torch.tensor(chunk)), strict=True):
-                self._rows[i] = row
-            if progress:
-                progress("residual sources", min(start + self.batch_size, len(missing)), len(missing))
+        if not missing:
+            return
+        with self.adapter.running():  # a streamed model's blocks: loaded once for every batch
+            for start in range(0, len(missing), self.batch_size):
+                chunk = missing[start : start + self.batch_size]
+                for i, row in zip(chunk, self.forward(torch.tensor(chunk)), strict=True):
+                    self._rows[i] = row
+                if progress:
+                    progress("residual sources", min(start + self.batch_size, len(missing)), len(missing))
 
     @torch.inference_mode()
     def forward(self, ids: Tensor) -> Float[Tensor, "n n_layers d"]:
@@ -213,21 +216,25 @@ def residual_sweep(
     best = torch.full((L, H, 0), float("-inf"), device=analyzer.device)
     best_i = torch.zeros((L, H, 0), dtype=torch.long, device=analyzer.device)
     step = residual.batch_size
-    for start in range(0, V, step):
-        stop = min(start + step, V)
-        rows = residual.forward(torch.arange(start, stop))  # [c, L, d]
-        amp = torch.stack(
-            [analyzer.amplification(layer, slice(start, stop), rows=rows[:, layer]).T for layer in range(L)]
-        )
-        if mask is not None:
-            amp = amp.masked_fill(~mask[start:stop], float("-inf"))
-        merged_v, merged_i = (
-            torch.cat([best, amp], 2),
-            torch.cat([best_i, torch.arange(start, stop, device=analyzer.device).expand(L, H, -1)], 2),
-        )
-        keep = merged_v.topk(min(N, merged_v.shape[2]), dim=2)
-        best, best_i = keep.values, merged_i.gather(2, keep.indices)
-        if progress:
-            progress("residual sweep", stop, V)
+    with residual.adapter.running():  # a streamed model's blocks: loaded once for the sweep
+        for start in range(0, V, step):
+            stop = min(start + step, V)
+            rows = residual.forward(torch.arange(start, stop))  # [c, L, d]
+            amp = torch.stack(
+                [
+                    analyzer.amplification(layer, slice(start, stop), rows=rows[:, layer]).T
+                    for layer in range(L)
+                ]
+            )
+            if mask is not None:
+                amp = amp.masked_fill(~mask[start:stop], float("-inf"))
+            merged_v, merged_i = (
+                torch.cat([best, amp], 2),
+                torch.cat([best_i, torch.arange(start, stop, device=analyzer.device).expand(L, H, -1)], 2),
+            )
+            keep = merged_v.topk(min(N, merged_v.shape[2]), dim=2)
+            best, best_i = keep.values, merged_i.gather(2, keep.indices)
+            if progress:
+                progress("residual sweep", stop, V)
     residual.ensure(torch.unique(best_i[torch.isfinite(best)]))
     return best_i.cpu(), best.cpu()

@@ -24,10 +24,12 @@ import torch
 from torch import nn
 
 from describer.errors import HeadmapsError
+from describer.maps.memory import trim
 from describer.maps.tensors import TensorSource
 
-RESIDENT_BYTES = 2 << 30
-"""Blocks (in the compute dtype) up to this size stay loaded once a forward pass needed them."""
+RESIDENT_BYTES = 256 << 20
+"""Blocks (in the compute dtype) up to this size are loaded together for a run of forward passes
+(``Materializer.running``), and dropped when it ends."""
 
 _PREFIX_SWAPS = (
     # transformers' module names → names older checkpoints store the same tensors under.
@@ -142,15 +144,20 @@ class Materializer:
 
     @contextmanager
     def running(self) -> Iterator[None]:
-        """Every block available to a forward pass of the skeleton: loaded once and kept when
-        they fit ``resident_bytes``, else each block loaded by a hook just before it runs and
-        dropped after."""
+        """Every block available to the forward passes of the ``with`` body: loaded once for the
+        body and dropped after it when they fit ``resident_bytes`` (a ``running`` inside another
+        uses the outer one's), else each block loaded by a hook just before it runs and dropped
+        after. So no block stays in memory between stages: the head mappings, which need one
+        layer's attention weights at a time, run beside the chunks alone."""
         if len(self._pinned) == len(self.blocks):
             yield
             return
         if self.block_bytes() <= self.resident_bytes:
             self.keep_all()
-            yield
+            try:
+                yield
+            finally:
+                self.release()
             return
         handles = []
         for prefix in self.blocks:
@@ -165,10 +172,18 @@ class Materializer:
                 handle.remove()
 
     def keep_all(self) -> None:
-        """Load every block and keep it (small models)."""
+        """Load every block and keep it until ``release``."""
         for prefix in self.blocks:
             self._load(self._names(prefix, None))
             self._pinned.add(prefix)
+
+    def release(self) -> None:
+        """Drop the blocks ``keep_all`` kept (those a ``block`` body still holds stay)."""
+        for prefix in list(self._pinned):
+            self._pinned.discard(prefix)
+            if not any(self._open.get(prefix + part) for part in ("attention", "all")):
+                self._drop(self._names(prefix, None))
+        trim()  # the dropped blocks' pages back to the system, not just to the allocator
 
 
 def _loader(m: Materializer, names: list[str]):  # noqa: ANN202  (a forward pre-hook)
