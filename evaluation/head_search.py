@@ -23,9 +23,9 @@ from store.head_search import (
     head_scores,
     matching_heads,
     matching_rows,
-    operation_score,
     pattern_score,
     score_sources,
+    score_table,
     where_filters,
 )
 
@@ -51,7 +51,7 @@ def check_score_names(store: Store, filters: Filters) -> None:
 def _current_descriptions():  # noqa: ANN202
     """Each head's current description: its newest answer that did not fail."""
     d = S.Description
-    return select(func.max(d.id)).where(d.status != "failed").group_by(d.head_id)
+    return select(func.max(d.id).label("max_id")).where(d.status != "failed").group_by(d.head_id)
 
 
 def search_heads(store: Store, filters: Filters, *, limit: int, offset: int) -> SearchResult:
@@ -60,11 +60,12 @@ def search_heads(store: Store, filters: Filters, *, limit: int, offset: int) -> 
     operations, patterns = f.score_names
     h, m, d = S.Head, S.Model, aliased(S.Description)
     with store.read() as session:
-        query = (
-            select(h.id)
-            .join(m, m.id == h.model_id)
-            .outerjoin(d, (d.head_id == h.id) & d.id.in_(_current_descriptions()))
-        )
+        query = select(h.id).join(m, m.id == h.model_id)
+        if f.category is not None or f.unclear is not None or f.label is not None:
+            # The head's current description, joined as a table: an ``IN (…)`` in the join's ON
+            # clause was evaluated again for every head (a second at 5,000 heads).
+            current = _current_descriptions().add_columns(S.Description.head_id).subquery("current")
+            query = query.outerjoin(current, current.c.head_id == h.id).outerjoin(d, d.id == current.c.max_id)
         # The token match both filters and ranks, so it is joined here rather than filtered.
         query = where_filters(session, query, f.model_copy(update={"tokens": TokenQuery()}), d)
         order = []
@@ -76,11 +77,12 @@ def search_heads(store: Store, filters: Filters, *, limit: int, offset: int) -> 
             order.append(tokens.c.best)
         first = f.shown[0] if f.shown else None
         if first is not None:
-            ranked = (
-                pattern_score(h.id, first)
-                if first in PATTERNS
-                else operation_score(h.id, score_sources(session, first))
-            )
+            if first in PATTERNS:
+                ranked = pattern_score(h.id, first)
+            else:  # every head's score in one grouped scan, joined (not a subquery per head)
+                table = score_table(score_sources(session, first), "rank_scores")
+                query = query.outerjoin(table, table.c.head_id == h.id)
+                ranked = table.c.score
             order += [ranked.is_(None), ranked.desc()]
         order += [m.name, h.layer, h.index]
         # One pass: every passing head's id in order (a few thousand ints at most), then the page.

@@ -162,25 +162,45 @@ def score_sources(session: Session, operation: str) -> list[tuple[int, int]]:
     """Per model, the (analysis, operation) ids of its latest analysis that scored
     ``operation`` at its default k: the scores its heatmap shows."""
     best: dict[int, tuple[int, int]] = {}
-    rows = session.execute(
-        select(S.Analysis.model_id, S.OperationScore.analysis_id, S.OperationScore.operation_id)
-        .join(S.Operation, S.Operation.id == S.OperationScore.operation_id)
-        .join(S.Analysis, S.Analysis.id == S.OperationScore.analysis_id)
-        .where(S.Operation.name == operation, S.OperationScore.default_k)
-        .distinct()
+    os, a, o = S.OperationScore, S.Analysis, S.Operation
+    scored = (
+        select(os.head_id)
+        .where(os.analysis_id == a.id, os.operation_id == o.id, os.default_k)
+        .limit(1)
+        .exists()
     )
+    # Per (analysis, operation) one probe of the scores' primary key, not a scan of its rows.
+    rows = session.execute(select(a.model_id, a.id, o.id).where(o.name == operation, scored))
     for model_id, analysis_id, operation_id in rows:
         best[model_id] = max(best.get(model_id, (0, 0)), (analysis_id, operation_id))
     return sorted(best.values())
 
 
+def _which(os: type, sources: list[tuple[int, int]]) -> ColumnElement[bool]:
+    return or_(*(and_(os.analysis_id == a, os.operation_id == o) for a, o in sources)) if sources else false()
+
+
 def operation_score(head_id: ColumnElement[int], sources: list[tuple[int, int]]) -> ColumnElement[float]:
-    """The head's relation score from ``score_sources`` (NULL where it has none)."""
+    """The head's relation score from ``score_sources`` (NULL where it has none): a correlated
+    subquery, for a page of heads (``score_table`` ranks every head at once)."""
     os = aliased(S.OperationScore)
-    which = (
-        or_(*(and_(os.analysis_id == a, os.operation_id == o) for a, o in sources)) if sources else false()
+    return (
+        select(func.max(os.relation))
+        .where(os.head_id == head_id, os.default_k, _which(os, sources))
+        .scalar_subquery()
     )
-    return select(func.max(os.relation)).where(os.head_id == head_id, os.default_k, which).scalar_subquery()
+
+
+def score_table(sources: list[tuple[int, int]], name: str = "scores"):  # noqa: ANN201  (a Subquery)
+    """Every scored head's relation score from ``score_sources``: ``(head_id, score)``, one
+    range scan of the scores' primary key per source (an outer join ranks by it)."""
+    os = aliased(S.OperationScore)
+    return (
+        select(os.head_id, func.max(os.relation).label("score"))
+        .where(os.default_k, _which(os, sources))
+        .group_by(os.head_id)
+        .subquery(name)
+    )
 
 
 def pattern_score(head_id: ColumnElement[int], pattern: str) -> ColumnElement[float]:
@@ -200,8 +220,11 @@ def has_operation_score(
 ) -> ColumnElement[bool]:
     """The head's ``operation_score`` (as above) is at least ``minimum`` (exactly: scores are
     exact fractions count/n): the searches filter on the score the results show (the
-    heatmap's: latest analysis, default k)."""
-    return operation_score(head_id, score_sources(session, operation)) >= minimum
+    heatmap's: latest analysis, default k). A semi-join on the passing heads' ids, not a
+    subquery per head."""
+    os = aliased(S.OperationScore)
+    sources = score_sources(session, operation)
+    return head_id.in_(select(os.head_id).where(os.default_k, _which(os, sources), os.relation >= minimum))
 
 
 class TokenQuery(BaseModel):
