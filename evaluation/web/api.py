@@ -86,8 +86,7 @@ def parse_min_scores(values: list[str]) -> dict[str, float]:
 def review_item(
     store: Store, rater: str, model: str | None, after: int, *, skipped: bool = False
 ) -> ReviewItem:
-    found = review_queue.review_next(store, rater, model, after, skipped=skipped)
-    progress = review_queue.review_progress(store, rater, model)
+    found, progress = review_queue.review_step(store, rater, model, after, skipped=skipped)
     if found is None:
         return ReviewItem(description=None, evidence=None, progress=progress)
     # Blind: nobody's ratings, and not which LLM wrote it (a rater's view of one model would

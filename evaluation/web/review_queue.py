@@ -56,41 +56,34 @@ def review_order(store: Store, rater: str, model: str | None = None) -> list[int
     return sorted(ids, key=lambda i: order_key(rater, i))
 
 
-def review_next(
+def review_step(
     store: Store, rater: str, model: str | None = None, after: int = 0, *, skipped: bool = False
-) -> int | None:
+) -> tuple[int | None, Progress]:
     """The next description in ``rater``'s order after ``after`` (from the start when ``after``
     is not in the queue), wrapping around, that they have not rated, nor skipped (unless
-    ``skipped``: the rater asked for their skipped ones again); None when there is none."""
+    ``skipped``: the rater asked for their skipped ones again), None when there is none; and
+    their progress through the queue. One read of the queue, the rater's ratings and skips."""
     order = review_order(store, rater, model)
     with store.read() as session:
         rated = set(
             session.scalars(select(S.Rating.description_id).where(S.Rating.rater == rater).distinct())
         )
-    passed = rated if skipped else rated | store.skipped_by(rater)
-    start = order.index(after) + 1 if after in order else 0
-    for description_id in order[start:] + order[:start]:
-        if description_id not in passed:
-            return description_id
-    return None
+    skips = store.skipped_by(rater)
+    queued = set(order)
+    progress = Progress(done=len(rated & queued), total=len(order), skipped=len((skips - rated) & queued))
+    passed = rated if skipped else rated | skips
+    start = order.index(after) + 1 if after in queued else 0
+    found = next((i for i in order[start:] + order[:start] if i not in passed), None)
+    return found, progress
+
+
+def review_next(
+    store: Store, rater: str, model: str | None = None, after: int = 0, *, skipped: bool = False
+) -> int | None:
+    """``review_step``'s next description alone."""
+    return review_step(store, rater, model, after, skipped=skipped)[0]
 
 
 def review_progress(store: Store, rater: str, model: str | None = None) -> Progress:
-    with store.read() as session:
-        model_id = model_row(session, model).id if model is not None else None
-        queue = _queue(model_id).subquery()
-        total = session.scalar(select(func.count()).select_from(queue)) or 0
-        mine = select(S.Rating.description_id).where(S.Rating.rater == rater)
-        done = session.scalar(
-            select(func.count(func.distinct(S.Rating.description_id))).where(
-                S.Rating.rater == rater, S.Rating.description_id.in_(select(queue.c.id))
-            )
-        )
-        skipped = session.scalar(
-            select(func.count()).where(
-                S.ReviewSkip.rater == rater,
-                S.ReviewSkip.description_id.in_(select(queue.c.id)),
-                S.ReviewSkip.description_id.not_in(mine),
-            )
-        )
-        return Progress(done=done or 0, total=total, skipped=skipped or 0)
+    """``review_step``'s progress alone: rated, to rate and skipped (not rated since)."""
+    return review_step(store, rater, model)[1]
