@@ -8,12 +8,12 @@ alone:
 
 - ``qwen2.5-7b``: Qwen2ForCausalLM, d=3584, 28 heads, 4 KV heads, MLP 18944, vocabulary 152,064,
   untied embeddings;
-- ``llama-3.1-8b``: LlamaForCausalLM, d=4096, 32 heads, 8 KV heads, MLP 14336, vocabulary
-  128,256, untied embeddings.
+- ``llama-3.1-8b``: LlamaForCausalLM, d=4096, 32 heads, 8 KV heads, MLP 14336, untied
+  embeddings, and a vocabulary of 152,064 rather than Llama's 128,256.
 
-Both use the Qwen tokenizer of the local qwen2.5-coder GGUF (Llama's cannot be downloaded here;
-ids past 128,256 are dropped from its operation pairs, as for any tokenizer larger than the
-embedding). ``--layers`` sets how many blocks the checkpoint has (the real model's count when
+Both use the Qwen tokenizer of the local qwen2.5-coder GGUF: Llama's cannot be downloaded here,
+and Qwen's special tokens (the prefix ``<|endoftext|>`` is id 151,643) need an embedding that
+holds them. The bigger vocabulary makes the Llama-shaped measurement heavier, not lighter. ``--layers`` sets how many blocks the checkpoint has (the real model's count when
 omitted). The baseline, measured in the same run, is ``--weights full``: the whole checkpoint
 loaded by transformers (float32 where it fits, else bf16 with offloading), what ``analyze``
 did before weights were streamed. It is skipped with ``--no-baseline`` (at 28 layers a float32
@@ -65,7 +65,7 @@ SHAPES = {
         num_attention_heads=32,
         num_key_value_heads=8,
         num_hidden_layers=32,
-        vocab_size=128256,
+        vocab_size=152064,  # Llama's is 128,256: see the module docstring
         rms_norm_eps=1e-5,
         rope_theta=500000.0,
         max_position_embeddings=8192,

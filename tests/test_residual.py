@@ -148,3 +148,32 @@ def test_the_linear_proxy_fits_the_residual() -> None:
         )
         found += int((cheap == exact[:, None]).any(1).sum())
     assert found >= adapter.n_layers * adapter.n_heads // 2
+
+
+class _Tok:
+    """A tokenizer with given special ids (and ``<|endoftext|>`` in its vocabulary)."""
+
+    bos_token, eos_token = "<bos>", "<eos>"
+
+    def __init__(self, bos: int | None, endoftext: int | None, eos: int | None) -> None:
+        self.bos_token_id, self.eos_token_id = bos, eos
+        self._vocab = {} if endoftext is None else {"<|endoftext|>": endoftext}
+
+    def get_vocab(self) -> dict[str, int]:
+        return self._vocab
+
+
+def test_the_prefix_token_must_be_inside_the_embedding() -> None:
+    from describer.errors import HeadmapsError
+    from describer.maps.residual import prefix_token
+
+    assert prefix_token(_Tok(2, 5, 3)) == (2, "<bos>")
+    assert prefix_token(_Tok(None, 5, 3), 100) == (5, "<|endoftext|>")
+    # Qwen's tokenizer on a smaller embedding: its <|endoftext|> is past the rows, its EOS too.
+    assert prefix_token(_Tok(None, 151643, 7), 128256) == (7, "<eos>")
+    with pytest.raises(
+        HeadmapsError, match=r"<\|endoftext\|> \(id 151643\), <eos> \(id 151645\) are outside"
+    ):
+        prefix_token(_Tok(None, 151643, 151645), 128256)
+    with pytest.raises(HeadmapsError, match="needs a BOS"):
+        prefix_token(_Tok(None, None, None), 10)

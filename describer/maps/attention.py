@@ -36,7 +36,7 @@ def sample_sequences(tokenizer: object, vocab_size: int, settings: PatternSettin
     special = special_ids(tokenizer)
     verdict: dict[int, bool] = {}
     gen = torch.Generator().manual_seed(settings.seed)
-    prefix, _ = prefix_token(tokenizer)
+    prefix, _ = prefix_token(tokenizer, vocab_size)
     rows = []
     for _ in range(settings.batch):
         row: list[int] = []

@@ -14,6 +14,7 @@ from describer.maps.attention import pattern_scores
 from describer.maps.loading import LoadedModel, Weights, load_model
 from describer.maps.operations import Operation, TokenizedOperation, tokenize
 from describer.maps.patterns import PatternScores, PatternSettings, check_pattern
+from describer.maps.residual import prefix_token
 from describer.maps.results import AnalysisResult, OperationScores
 from describer.maps.settings import STORED_SOURCES, AnalysisSettings, SourceChoice
 
@@ -108,6 +109,8 @@ def analyze_model(
     loaded = loaded or load_model(model, device=device, weights=weights, dtype=dtype)
     settings = settings_for(loaded, choice, top_tokens=top_tokens, top_mappings=top_mappings, dtype=dtype)
     heads, scores, notes, tokenized = [], [], {}, []
+    if patterns is not None:  # an unusable prefix is an error now, not after the analysis
+        prefix_token(loaded.tokenizer, loaded.adapter.vocab_size)
     if with_salient or operations:
         tokenized = tokenize_all(operations, loaded, k, warn, strict=len(operations) == 1)
         with Analyzer(loaded.adapter, loaded.tokenizer, settings, device=device) as analyzer:

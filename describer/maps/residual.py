@@ -33,17 +33,27 @@ Progress = Callable[[str, int, int], None]
 ENDOFTEXT = "<|endoftext|>"
 
 
-def prefix_token(tokenizer: object) -> tuple[int, str]:
-    """The id and text of the token put before every source token, and why (see the module)."""
-    bos = getattr(tokenizer, "bos_token_id", None)
-    if bos is not None:
-        return int(bos), str(tokenizer.bos_token)  # type: ignore[attr-defined]
+def prefix_token(tokenizer: object, vocab_size: int | None = None) -> tuple[int, str]:
+    """The id and text of the token put before every source token, and why (see the module):
+    the first of BOS, ``<|endoftext|>`` and EOS that the tokenizer has and, when ``vocab_size``
+    is given, the model's embedding holds (a tokenizer may be larger than the embedding)."""
     vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}  # type: ignore[attr-defined]
-    if ENDOFTEXT in vocab:
-        return int(vocab[ENDOFTEXT]), ENDOFTEXT
-    eos = getattr(tokenizer, "eos_token_id", None)
-    if eos is not None:
-        return int(eos), str(tokenizer.eos_token)  # type: ignore[attr-defined]
+    bos, eos = getattr(tokenizer, "bos_token_id", None), getattr(tokenizer, "eos_token_id", None)
+    candidates = [
+        (bos, str(getattr(tokenizer, "bos_token", ""))),
+        (vocab.get(ENDOFTEXT), ENDOFTEXT),
+        (eos, str(getattr(tokenizer, "eos_token", ""))),
+    ]
+    present = [(int(i), text) for i, text in candidates if i is not None]
+    for token_id, text in present:
+        if vocab_size is None or token_id < vocab_size:
+            return token_id, text
+    if present:
+        found = ", ".join(f"{text} (id {i})" for i, text in present)
+        raise HeadmapsError(
+            f"the tokenizer's prefix tokens {found} are outside the model's embedding of {vocab_size} rows: "
+            "the tokenizer does not belong to this model"
+        )
     raise HeadmapsError("--source residual needs a BOS, <|endoftext|> or EOS token to put before each source")
 
 
@@ -56,7 +66,7 @@ class ResidualSource:
         self.adapter = adapter
         self.device = device
         self.batch_size = batch_size
-        self.prefix_id, self.prefix_text = prefix_token(tokenizer)
+        self.prefix_id, self.prefix_text = prefix_token(tokenizer, adapter.vocab_size)
         self._rows: dict[int, Tensor] = {}
         self.forward_passes = 0
         """Tokens run through the model so far (each once)."""
