@@ -24,6 +24,18 @@ def store(tmp_path: Path) -> Iterator[tuple[Store, dict[str, int]]]:
         yield s, fill(s)
 
 
+@pytest.fixture
+def ann_site(tmp_path: Path) -> Iterator[tuple[TestClient, Store, list[int]]]:
+    """The web app over a filled store, ann named as the local rater; her queue's order."""
+    url = f"sqlite:///{tmp_path / 'site.db'}"
+    with open_store(url) as s:
+        fill(s)
+    with TestClient(create_app(url), base_url="http://127.0.0.1") as client:
+        local_name(client, "ann")
+        store = client.app.state.store
+        yield client, store, review_order(store, "ann")
+
+
 def test_a_newer_description_replaces_the_older_in_the_queue(store) -> None:  # noqa: ANN001
     s, ids = store
     assert sorted(review_order(s, "ann")) == sorted(ids.values())
@@ -55,72 +67,58 @@ def test_every_rater_has_a_stable_order_of_their_own(store) -> None:  # noqa: AN
     assert review_next(s, "bob") == bob[0]  # ann's ratings are not bob's
 
 
-def test_undo_withdraws_the_last_rating_and_shows_it_again(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'u.db'}"
-    with open_store(url) as s:
-        fill(s)
-    with TestClient(create_app(url), base_url="http://127.0.0.1") as client:
-        local_name(client, "ann")
-        store = client.app.state.store
-        order = review_order(store, "ann")
-        post_form(client, "/review", {"description_id": order[0], "label": "cannot_tell"})
-        rated = post_form(
-            client, "/review", {"description_id": order[0], "label": "plausible"}
-        )  # changed her mind
-        assert f'data-description-id="{order[1]}"' in rated.text and 'id="undo"' in rated.text
-        first = post_form(client, "/review/undo", {"description_id": order[0]})
-        assert first.status_code == 200 and "Undone: your rating of description" in first.text
-        # Her earlier rating is current again (so the queue goes on); nobody else's is touched.
-        assert [(r.rater, r.label) for r in store.ratings_for(order[0])] == [("ann", "cannot_tell")]
-        assert f'data-description-id="{order[1]}"' in first.text
-        again = post_form(client, "/review/undo", {"description_id": order[0]})
-        assert f'data-description-id="{order[0]}"' in again.text and "here it is again" in again.text
-        assert store.ratings_for(order[0]) == [] and review_progress(store, "ann").done == 0
-        nothing = post_form(client, "/review/undo", {"description_id": order[0]})
-        assert nothing.status_code == 200 and "Undone" not in nothing.text
-        # A write needs the page's CSRF token, like every other.
-        assert client.post("/review/undo", data={"description_id": order[1]}).status_code == 403
+def test_undo_withdraws_the_last_rating_and_shows_it_again(ann_site) -> None:  # noqa: ANN001
+    client, store, order = ann_site
+    post_form(client, "/review", {"description_id": order[0], "label": "cannot_tell"})
+    rated = post_form(
+        client, "/review", {"description_id": order[0], "label": "plausible"}
+    )  # changed her mind
+    assert f'data-description-id="{order[1]}"' in rated.text and 'id="undo"' in rated.text
+    first = post_form(client, "/review/undo", {"description_id": order[0]})
+    assert first.status_code == 200 and "Undone: your rating of description" in first.text
+    # Her earlier rating is current again (so the queue goes on); nobody else's is touched.
+    assert [(r.rater, r.label) for r in store.ratings_for(order[0])] == [("ann", "cannot_tell")]
+    assert f'data-description-id="{order[1]}"' in first.text
+    again = post_form(client, "/review/undo", {"description_id": order[0]})
+    assert f'data-description-id="{order[0]}"' in again.text and "here it is again" in again.text
+    assert store.ratings_for(order[0]) == [] and review_progress(store, "ann").done == 0
+    nothing = post_form(client, "/review/undo", {"description_id": order[0]})
+    assert nothing.status_code == 200 and "Undone" not in nothing.text
+    # A write needs the page's CSRF token, like every other.
+    assert client.post("/review/undo", data={"description_id": order[1]}).status_code == 403
 
 
-def test_skips_are_remembered_and_come_back_on_request(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 's.db'}"
-    with open_store(url) as s:
-        fill(s)
-    with TestClient(create_app(url), base_url="http://127.0.0.1") as client:
-        local_name(client, "ann")
-        store = client.app.state.store
-        order = review_order(store, "ann")
-        page = post_form(client, "/review/skip", {"description_id": order[0]})
-        assert (
-            f'data-description-id="{order[1]}"' in page.text and 'id="skipped-count">1 skipped' in page.text
-        )
-        # A later visit (a fresh page, from the start of her order) does not offer it again…
-        assert f'data-description-id="{order[1]}"' in client.get("/review").text
-        assert store.skipped_by("ann") == {order[0]} and store.skipped_by("bob") == set()
-        assert review_next(store, "bob") == review_order(store, "bob")[0]  # …nor hide it from bob
-        assert store.skip_description(order[0], "ann") is False  # a second skip changes nothing
-        for did in order[1:]:
-            post_form(client, "/review", {"description_id": did, "label": "plausible"})
-        done = client.get("/review").text
-        assert "Nothing new to rate" in done and 'id="review-skipped"' in done
-        assert review_progress(store, "ann").model_dump() == {
-            "done": len(order) - 1,
-            "total": len(order),
-            "skipped": 1,
-        }
-        # Asked for, the skipped one is offered; rated, it counts as done and not as skipped.
-        again = client.get("/review?skipped=1").text
-        assert f'data-description-id="{order[0]}"' in again and 'id="skipped-mode"' in again
-        assert 'name="skipped" value="1"' in again
-        finished = post_form(
-            client, "/review", {"description_id": order[0], "label": "cannot_tell", "skipped": "1"}
-        )
-        assert "Nothing left to rate" in finished.text
-        assert review_progress(store, "ann").model_dump() == {
-            "done": len(order),
-            "total": len(order),
-            "skipped": 0,
-        }
+def test_skips_are_remembered_and_come_back_on_request(ann_site) -> None:  # noqa: ANN001
+    client, store, order = ann_site
+    page = post_form(client, "/review/skip", {"description_id": order[0]})
+    assert f'data-description-id="{order[1]}"' in page.text and 'id="skipped-count">1 skipped' in page.text
+    # A later visit (a fresh page, from the start of her order) does not offer it again…
+    assert f'data-description-id="{order[1]}"' in client.get("/review").text
+    assert store.skipped_by("ann") == {order[0]} and store.skipped_by("bob") == set()
+    assert review_next(store, "bob") == review_order(store, "bob")[0]  # …nor hide it from bob
+    assert store.skip_description(order[0], "ann") is False  # a second skip changes nothing
+    for did in order[1:]:
+        post_form(client, "/review", {"description_id": did, "label": "plausible"})
+    done = client.get("/review").text
+    assert "Nothing new to rate" in done and 'id="review-skipped"' in done
+    assert review_progress(store, "ann").model_dump() == {
+        "done": len(order) - 1,
+        "total": len(order),
+        "skipped": 1,
+    }
+    # Asked for, the skipped one is offered; rated, it counts as done and not as skipped.
+    again = client.get("/review?skipped=1").text
+    assert f'data-description-id="{order[0]}"' in again and 'id="skipped-mode"' in again
+    assert 'name="skipped" value="1"' in again
+    finished = post_form(
+        client, "/review", {"description_id": order[0], "label": "cannot_tell", "skipped": "1"}
+    )
+    assert "Nothing left to rate" in finished.text
+    assert review_progress(store, "ann").model_dump() == {
+        "done": len(order),
+        "total": len(order),
+        "skipped": 0,
+    }
 
 
 def test_api_skip_needs_the_rater_and_hides_it_from_their_queue(tmp_path: Path) -> None:
