@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel
-from sqlalchemy import Boolean, ColumnElement, Select, and_, false, func, literal, or_, select
+from sqlalchemy import Boolean, ColumnElement, Select, and_, false, func, literal, or_, select, true
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.functions import FunctionElement
@@ -170,7 +170,8 @@ def score_sources(session: Session, operation: str) -> list[tuple[int, int]]:
         .exists()
     )
     # Per (analysis, operation) one probe of the scores' primary key, not a scan of its rows.
-    rows = session.execute(select(a.model_id, a.id, o.id).where(o.name == operation, scored))
+    pairs = select(a.model_id, a.id, o.id).select_from(a).join(o, true())  # every (analysis, this op)
+    rows = session.execute(pairs.where(o.name == operation, scored))
     for model_id, analysis_id, operation_id in rows:
         best[model_id] = max(best.get(model_id, (0, 0)), (analysis_id, operation_id))
     return sorted(best.values())
