@@ -41,6 +41,16 @@ def wide(tmp_path: Path) -> Iterator[str]:
         yield base
 
 
+def _until(page, expression: str) -> None:  # noqa: ANN001
+    """Poll ``expression`` from the test (``page.evaluate`` runs outside the page's policy;
+    ``wait_for_function`` would need the ``eval`` it forbids)."""
+    for _ in range(100):
+        if page.evaluate(expression):
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError(f"never true: {expression}")
+
+
 def test_the_evidence_is_above_the_fold_and_the_page_stays_put(page, wide) -> None:  # noqa: ANN001
     page.set_viewport_size({"width": 1280, "height": 900})
     page.goto(f"{wide}/review")
@@ -60,7 +70,7 @@ def test_the_evidence_is_above_the_fold_and_the_page_stays_put(page, wide) -> No
     height = page.evaluate("document.documentElement.scrollHeight")
     assert height > 900 + 200, height
     page.evaluate("window.scrollTo(0, 200)")
-    page.wait_for_function("window.scrollY === 200")
+    _until(page, "window.scrollY === 200")
     assert page.locator("#review-form button").first.bounding_box()["y"] >= 0  # sticky: still on screen
     first = page.get_attribute("article.review", "data-description-id")
     page.keyboard.press("1")
@@ -70,5 +80,5 @@ def test_the_evidence_is_above_the_fold_and_the_page_stays_put(page, wide) -> No
     # Skipping keeps the place too.
     second = page.get_attribute("article.review", "data-description-id")
     page.keyboard.press("s")
-    page.wait_for_function(f"document.querySelector('article.review').dataset.descriptionId != '{second}'")
+    page.wait_for_selector(f'article.review:not([data-description-id="{second}"])')
     assert page.evaluate("window.scrollY") == 200
