@@ -119,6 +119,12 @@ def test_skips_are_remembered_and_come_back_on_request(ann_site) -> None:  # noq
         "total": len(order),
         "skipped": 0,
     }
+    # Undone from the skipped ones, it is offered again there (it is still a skip, so the
+    # ordinary queue would pass over it).
+    assert finished.text.count('name="skipped" value="1"') >= 1  # the undo form keeps the mode
+    back = post_form(client, "/review/undo", {"description_id": order[0], "skipped": "1"})
+    assert f'data-description-id="{order[0]}"' in back.text and "here it is again" in back.text
+    assert 'id="skipped-mode"' in back.text
 
 
 def test_api_skip_needs_the_rater_and_hides_it_from_their_queue(tmp_path: Path) -> None:

@@ -4,13 +4,12 @@ raters names themselves here once."""
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from evaluation.web.auth import guard_of
 from evaluation.web.common import WebError, render, store_of
+from evaluation.web.review_pages import queue_url
 
 router = APIRouter(include_in_schema=False)
 
@@ -74,5 +73,4 @@ def local_name(
     if not guard.local_mode():
         raise WebError(403, "this site has raters: sign in at /login with your token")
     guard.writer(request, rater, csrf_token)
-    target = "/review" + (f"?{urlencode({'model': model})}" if model else "")
-    return RedirectResponse(target, status_code=303)
+    return RedirectResponse(queue_url(model), status_code=303)

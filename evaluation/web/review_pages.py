@@ -17,6 +17,17 @@ from evaluation.web.review_queue import review_order
 router = APIRouter(include_in_schema=False)
 
 
+def queue_url(model: str, skipped: bool = False, **params: str | int) -> str:
+    """The review queue's address for this model (and the skipped ones), with ``params``; empty
+    values are left out."""
+    query = {k: v for k, v in params.items() if v != ""}
+    if model:
+        query["model"] = model
+    if skipped:
+        query["skipped"] = "1"
+    return "/review" + (f"?{urlencode(query)}" if query else "")
+
+
 @router.get("/review", response_class=HTMLResponse)
 def review_page(
     request: Request,
@@ -32,8 +43,8 @@ def review_page(
     viewer = guard.viewer(request)
     if viewer.name is None or (change and guard.local_mode()):
         if not guard.local_mode():
-            target = "/review" + (f"?{urlencode({'model': model})}" if model else "")
-            return RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)
+            next_url = queue_url(model)
+            return RedirectResponse(f"/login?{urlencode({'next': next_url})}", status_code=303)
         return render(request, "review_name.html", model=model, labels=labels(), rater=viewer.name or "")
     item = review_item(store_of(request), viewer.name, model or None, after, skipped=skipped)
     return render(
@@ -67,12 +78,8 @@ def review_rate(
         RatingPost(description_id=description_id, rater=rater or None, label=label, comment=comment),
         csrf_token,
     )
-    query = {"after": description_id, "saved": description_id, "label": rating.label}
-    if model:
-        query["model"] = model
-    if skipped:
-        query["skipped"] = "1"
-    return RedirectResponse(f"/review?{urlencode(query)}", status_code=303)
+    target = queue_url(model, bool(skipped), after=description_id, saved=description_id, label=rating.label)
+    return RedirectResponse(target, status_code=303)
 
 
 @router.post("/review/skip")
@@ -87,12 +94,7 @@ def review_skip(
     again on a later visit until the rater reviews their skipped ones."""
     rater = guard_of(request).writer(request, None, csrf_token)
     store_of(request).skip_description(description_id, rater)
-    query: dict[str, str | int] = {"after": description_id}
-    if model:
-        query["model"] = model
-    if skipped:
-        query["skipped"] = "1"
-    return RedirectResponse(f"/review?{urlencode(query)}", status_code=303)
+    return RedirectResponse(queue_url(model, bool(skipped), after=description_id), status_code=303)
 
 
 @router.post("/review/undo")
@@ -100,6 +102,7 @@ def review_undo(
     request: Request,
     description_id: int = Form(...),
     model: str = Form("", max_length=300),
+    skipped: str = Form("", max_length=10),
     csrf_token: str = Form("", max_length=200),
 ) -> Response:
     """Withdraw the rating just made (the page's Undo, key ``u``) and show that description
@@ -108,11 +111,8 @@ def review_undo(
     store = store_of(request)
     label = store.undo_rating(description_id, rater)
     order = review_order(store, rater, model or None)
-    query: dict[str, str | int] = {"undone": description_id if label else ""}
+    after: str | int = ""
     if description_id in order:
-        query["after"] = order[order.index(description_id) - 1] if len(order) > 1 else 0
-    if model:
-        query["model"] = model
-    return RedirectResponse(
-        f"/review?{urlencode({k: v for k, v in query.items() if v != ''})}", status_code=303
-    )
+        after = order[order.index(description_id) - 1] if len(order) > 1 else 0
+    target = queue_url(model, bool(skipped), undone=description_id if label else "", after=after)
+    return RedirectResponse(target, status_code=303)
