@@ -160,7 +160,11 @@ def matching_rows(
 
 def score_sources(session: Session, operation: str) -> list[tuple[int, int]]:
     """Per model, the (analysis, operation) ids of its latest analysis that scored
-    ``operation`` at its default k: the scores its heatmap shows."""
+    ``operation`` at its default k: the scores its heatmap shows. Found once per session (a
+    search asks for it to filter, to rank and for the page's columns)."""
+    memo: dict[str, list[tuple[int, int]]] = session.info.setdefault("score_sources", {})
+    if operation in memo:
+        return memo[operation]
     best: dict[int, tuple[int, int]] = {}
     os, a, o = S.OperationScore, S.Analysis, S.Operation
     scored = (
@@ -174,7 +178,8 @@ def score_sources(session: Session, operation: str) -> list[tuple[int, int]]:
     rows = session.execute(pairs.where(o.name == operation, scored))
     for model_id, analysis_id, operation_id in rows:
         best[model_id] = max(best.get(model_id, (0, 0)), (analysis_id, operation_id))
-    return sorted(best.values())
+    memo[operation] = sorted(best.values())
+    return memo[operation]
 
 
 def _which(os: type, sources: list[tuple[int, int]]) -> ColumnElement[bool]:
