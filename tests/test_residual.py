@@ -62,6 +62,38 @@ def test_residual_rows_are_what_attention_reads(name: str) -> None:
     assert residual.forward_passes == len(ids)  # each token once, however many layers ask
 
 
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_a_shallow_need_stops_the_pass_before_the_blocks_it_does_not_need(name: str) -> None:
+    model = build(name)
+    adapter = adapter_for(model)
+    ids = torch.tensor([5, 17, 200])
+    with torch.no_grad():
+        hidden = model(torch.stack([torch.full_like(ids, BOS), ids], dim=1), output_hidden_states=True)
+    ran: list[int] = []
+    handles = [
+        adapter.block_module(L).register_forward_hook(lambda *_, L=L: ran.append(L))
+        for L in range(adapter.n_layers)
+    ]
+    residual = ResidualSource(adapter, TOKENIZER, torch.device("cpu"))
+    try:
+        shallow = residual.forward(ids, upto=0)
+        assert ran == [] and shallow.shape == (3, 1, adapter.d_model)  # not even block 0 ran
+        full = residual.forward(ids)
+        assert ran == list(range(adapter.n_layers - 1))  # the last block's output is not needed
+    finally:
+        for h in handles:
+            h.remove()
+    for layer in range(adapter.n_layers):
+        torch.testing.assert_close(full[:, layer], hidden.hidden_states[layer][:, 1].float())
+    torch.testing.assert_close(shallow[:, 0], full[:, 0])
+    # Needs at mixed depths: each token stored at exactly its layers, equal to the full pass.
+    residual.ensure_at({5: [0], 17: [adapter.n_layers - 1], 200: [0, 1]})
+    assert residual.kept == 4
+    for layer, token in [(0, 5), (adapter.n_layers - 1, 17), (1, 200)]:
+        i = ids.tolist().index(token)
+        torch.testing.assert_close(residual.rows(layer, torch.tensor([token]))[0], full[i, layer])
+
+
 @pytest.mark.parametrize("candidates", [VOCAB, 0], ids=["all-candidates", "sweep"])
 @pytest.mark.parametrize("name", ["llama", "gpt2", "gemma3_text"])
 def test_salient_candidates_covering_the_vocabulary_give_the_exact_ranking(
@@ -75,8 +107,8 @@ def test_salient_candidates_covering_the_vocabulary_give_the_exact_ranking(
     analyzer = Analyzer(adapter, TOKENIZER, settings)
     analyzer.residual.batch_size = 50  # the sweep streams the vocabulary in several chunks
     ids, amp = analyzer.salient_sources()
-    if candidates == 0:  # streamed: only the winners' rows are kept
-        assert len(analyzer.residual._rows) <= adapter.n_layers * adapter.n_heads * 4 < VOCAB
+    if candidates == 0:  # streamed: only the winners' rows are kept, each at its own layer
+        assert analyzer.residual.kept <= adapter.n_layers * adapter.n_heads * 4 < VOCAB
     every = torch.arange(VOCAB)
     for layer in range(adapter.n_layers):
         exact = analyzer.amplification(layer, every).T  # [heads, vocab]

@@ -96,6 +96,8 @@ class Analyzer:
         if self._source_cache is not None:
             self._source_cache.close()
             self._source_cache = None
+        if self.residual is not None:
+            self.residual.close()
 
     def __enter__(self) -> Analyzer:
         return self

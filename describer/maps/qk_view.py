@@ -168,7 +168,7 @@ class Representation:
             with self.analyzer.adapter.running():  # the blocks loaded once for the sweep
                 return torch.cat(
                     [
-                        self.analyzer.residual.forward(ids[i : i + step])[:, layer]
+                        self.analyzer.residual.forward(ids[i : i + step], layer)[:, layer]
                         for i in range(0, len(ids), step)
                     ]
                 )

@@ -15,7 +15,7 @@ documents in its training data), else the EOS token.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -25,6 +25,7 @@ from torch import Tensor
 
 from describer.errors import HeadmapsError
 from describer.maps.adapters.base import Adapter
+from describer.maps.rowcache import RowStore
 
 if TYPE_CHECKING:
     from describer.maps.analyzer import Analyzer
@@ -37,10 +38,13 @@ def prefix_token(tokenizer: object, vocab_size: int | None = None) -> tuple[int,
     """The id and text of the token put before every source token, and why (see the module):
     the first of BOS, ``<|endoftext|>`` and EOS that the tokenizer has and, when ``vocab_size``
     is given, the model's embedding holds (a tokenizer may be larger than the embedding)."""
-    vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}  # type: ignore[attr-defined]
     bos, eos = getattr(tokenizer, "bos_token_id", None), getattr(tokenizer, "eos_token_id", None)
+    bos_text = str(getattr(tokenizer, "bos_token", ""))
+    if bos is not None and (vocab_size is None or int(bos) < vocab_size):
+        return int(bos), bos_text  # the common case, without building the vocabulary's dict
+    vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}  # type: ignore[attr-defined]
     candidates = [
-        (bos, str(getattr(tokenizer, "bos_token", ""))),
+        (bos, bos_text),
         (vocab.get(ENDOFTEXT), ENDOFTEXT),
         (eos, str(getattr(tokenizer, "eos_token", ""))),
     ]
@@ -57,8 +61,16 @@ def prefix_token(tokenizer: object, vocab_size: int | None = None) -> tuple[int,
     raise HeadmapsError("--source residual needs a BOS, <|endoftext|> or EOS token to put before each source")
 
 
+class _Enough(Exception):
+    """Raised inside a forward pass once the residuals asked for are read."""
+
+
 class ResidualSource:
-    """Residual rows ``[n_layers, d]`` per token id, computed on demand and kept."""
+    """Residual rows per (token id, layer), computed on demand and kept for the run: in memory
+    while they are few, else in a temporary file (``RowStore``), so that a big model's many
+    candidates cost disk, not resident memory. A token asked for at one layer is stored at every
+    layer (its forward pass yields them all); the salient-candidate search stores only the layers
+    where a token is a candidate (``ensure_at``)."""
 
     def __init__(
         self, adapter: Adapter, tokenizer: object, device: torch.device, batch_size: int = 256
@@ -67,43 +79,97 @@ class ResidualSource:
         self.device = device
         self.batch_size = batch_size
         self.prefix_id, self.prefix_text = prefix_token(tokenizer, adapter.vocab_size)
-        self._rows: dict[int, Tensor] = {}
+        self._slots: dict[tuple[int, int], int] = {}
+        self._store = RowStore(adapter.d_model, device)
         self.forward_passes = 0
         """Tokens run through the model so far (each once)."""
 
-    @torch.inference_mode()
-    def ensure(self, ids: Tensor | list[int], progress: Progress | None = None) -> None:
-        """Run the tokens not seen yet, ``batch_size`` at a time."""
-        wanted = ids.tolist() if isinstance(ids, Tensor) else list(ids)
-        missing = sorted({int(i) for i in wanted} - self._rows.keys())
-        if not missing:
-            return
-        with self.adapter.running():  # a streamed model's blocks: loaded once for every batch
-            for start in range(0, len(missing), self.batch_size):
-                chunk = missing[start : start + self.batch_size]
-                for i, row in zip(chunk, self.forward(torch.tensor(chunk)), strict=True):
-                    self._rows[i] = row
-                if progress:
-                    progress("residual sources", min(start + self.batch_size, len(missing)), len(missing))
+    @property
+    def kept(self) -> int:
+        """(token, layer) rows kept."""
+        return len(self._slots)
+
+    @property
+    def on_disk(self) -> bool:
+        return self._store.on_disk
+
+    def close(self) -> None:
+        """Drop the kept rows (and their file); later requests compute them again."""
+        self._store.close()
+        self._store = RowStore(self.adapter.d_model, self.device)
+        self._slots.clear()
 
     @torch.inference_mode()
-    def forward(self, ids: Tensor) -> Float[Tensor, "n n_layers d"]:
-        """The residual entering every layer at each token of ``ids`` after the prefix (not kept)."""
+    def ensure(self, ids: Tensor | list[int], progress: Progress | None = None) -> None:
+        """Run the tokens not stored yet at every layer, ``batch_size`` at a time."""
+        wanted = ids.tolist() if isinstance(ids, Tensor) else list(ids)
+        every = range(self.adapter.n_layers)
+        self.ensure_at({int(i): every for i in wanted}, progress)
+
+    @torch.inference_mode()
+    def ensure_at(self, needs: dict[int, Iterable[int]], progress: Progress | None = None) -> None:
+        """Store each token's residual at the layers ``needs`` names for it: the tokens missing
+        one run through the model once, ``batch_size`` at a time, and only those rows are kept."""
+        missing = {
+            token: layers
+            for token, wanted in needs.items()
+            if (layers := sorted({int(x) for x in wanted if (token, int(x)) not in self._slots}))
+        }
+        if not missing:
+            return
+        # Shallow needs first: a batch runs only as deep as its deepest token needs.
+        order = sorted(missing, key=lambda token: (missing[token][-1], token))
+        with self.adapter.running():  # a streamed model's blocks: loaded once for every batch
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start : start + self.batch_size]
+                rows = self.forward(torch.tensor(chunk), max(missing[t][-1] for t in chunk))
+                pick = [(i, layer) for i, token in enumerate(chunk) for layer in missing[token]]
+                index = torch.tensor(pick, device=rows.device)
+                slots = self._store.append(rows[index[:, 0], index[:, 1]])
+                for (i, layer), slot in zip(pick, slots, strict=True):
+                    self._slots[(chunk[i], layer)] = slot
+                if progress:
+                    progress("residual sources", min(start + self.batch_size, len(order)), len(order))
+
+    @torch.inference_mode()
+    def forward(self, ids: Tensor, upto: int | None = None) -> Float[Tensor, "n layers d"]:
+        """The residual entering layers ``0..upto`` (default: every layer) at each token of
+        ``ids`` after the prefix (not kept). The pass stops before block ``upto`` runs: what
+        the blocks after it would compute is never needed."""
+        depth = self.adapter.n_layers if upto is None else upto + 1
         batch = torch.stack([torch.full_like(ids, self.prefix_id), ids], dim=1).to(self.device)
         body = self.adapter.model.base_model
-        with self.adapter.running():
-            inputs = self.adapter.forward_inputs(batch)
-            hidden = body(**inputs, output_hidden_states=True, use_cache=False).hidden_states
+        entering: list[Tensor] = []
+
+        def grab(module: object, args: tuple, kwargs: dict) -> None:
+            hidden = args[0] if args else kwargs["hidden_states"]
+            entering.append(hidden[:, 1, :].float())
+            if len(entering) == depth:
+                raise _Enough
+
+        # Prepended, so the stop comes before a streamed model's hook loads the block.
+        blocks = [self.adapter.block_module(i) for i in range(depth)]
+        handles = [b.register_forward_pre_hook(grab, prepend=True, with_kwargs=True) for b in blocks]
+        try:
+            with self.adapter.running():
+                body(**self.adapter.forward_inputs(batch), use_cache=False)
+        except _Enough:
+            pass
+        finally:
+            for handle in handles:
+                handle.remove()
+        if len(entering) != depth:
+            raise HeadmapsError(f"residual source: {len(entering)} of {depth} blocks ran")
         self.forward_passes += len(ids)
-        # hidden[L] is the stream entering layer L (the last one is after the final norm).
-        return torch.stack([hidden[layer][:, 1, :] for layer in range(self.adapter.n_layers)], dim=1).float()
+        return torch.stack(entering, dim=1)
 
     def rows(self, layer: int, ids: Tensor | slice) -> Float[Tensor, "n d"]:
         """The residual entering ``layer`` at each token of ``ids``."""
         if isinstance(ids, slice):
-            ids = torch.arange(ids.start or 0, ids.stop, device=self.device)
-        self.ensure(ids)
-        return torch.stack([self._rows[int(i)][layer] for i in ids.tolist()]).to(self.device)
+            ids = torch.arange(ids.start or 0, ids.stop)
+        wanted = ids.tolist()
+        self.ensure([i for i in wanted if (i, layer) not in self._slots])
+        return self._store.read(torch.tensor([self._slots[(i, layer)] for i in wanted], dtype=torch.long))
 
 
 PROXY_SAMPLE = 4096
@@ -200,7 +266,7 @@ def residual_salient(
             progress("salient candidates", n_done, len(chunks))
     del layers
     candidates = [torch.unique(best_i[layer][torch.isfinite(best[layer])]) for layer in range(L)]
-    residual.ensure(torch.unique(torch.cat(candidates)), progress)
+    residual.ensure_at(_layers_of(candidates), progress)  # each at the layers it is a candidate of
     ids_out = torch.empty(L, H, N, dtype=torch.long)
     amp_out = torch.full((L, H, N), float("-inf"))
     for layer, cand in enumerate(candidates):
@@ -246,5 +312,14 @@ def residual_sweep(
             best, best_i = keep.values, merged_i.gather(2, keep.indices)
             if progress:
                 progress("residual sweep", stop, V)
-    residual.ensure(torch.unique(best_i[torch.isfinite(best)]))
+    residual.ensure_at(_layers_of([best_i[layer][torch.isfinite(best[layer])] for layer in range(L)]))
     return best_i.cpu(), best.cpu()
+
+
+def _layers_of(per_layer: list[Tensor]) -> dict[int, set[int]]:
+    """Token id -> the layers whose list names it."""
+    needs: dict[int, set[int]] = {}
+    for layer, ids in enumerate(per_layer):
+        for token in ids.flatten().tolist():
+            needs.setdefault(int(token), set()).add(layer)
+    return needs
