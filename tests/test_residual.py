@@ -69,12 +69,13 @@ def test_a_shallow_need_stops_the_pass_before_the_blocks_it_does_not_need(name: 
     ids = torch.tensor([5, 17, 200])
     with torch.no_grad():
         hidden = model(torch.stack([torch.full_like(ids, BOS), ids], dim=1), output_hidden_states=True)
+    residual = ResidualSource(adapter, TOKENIZER, torch.device("cpu"))
+    residual.forward(ids[:1], upto=0)  # the prefix's keys and values: computed here, once
     ran: list[int] = []
     handles = [
         adapter.block_module(L).register_forward_hook(lambda *_, L=L: ran.append(L))
         for L in range(adapter.n_layers)
     ]
-    residual = ResidualSource(adapter, TOKENIZER, torch.device("cpu"))
     try:
         shallow = residual.forward(ids, upto=0)
         assert ran == [] and shallow.shape == (3, 1, adapter.d_model)  # not even block 0 ran

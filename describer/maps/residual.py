@@ -15,6 +15,8 @@ documents in its training data), else the EOS token.
 
 from __future__ import annotations
 
+import copy
+import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -83,6 +85,8 @@ class ResidualSource:
         self._store = RowStore(adapter.d_model, device)
         self.forward_passes = 0
         """Tokens run through the model so far (each once)."""
+        self._prefix: object | None = None  # the prefix's key/value cache (False: none)
+        self._cache_arg = "past_key_values"
 
     @property
     def kept(self) -> int:
@@ -134,25 +138,35 @@ class ResidualSource:
     @torch.inference_mode()
     def forward(self, ids: Tensor, upto: int | None = None) -> Float[Tensor, "n layers d"]:
         """The residual entering layers ``0..upto`` (default: every layer) at each token of
-        ``ids`` after the prefix (not kept). The pass stops before block ``upto`` runs: what
-        the blocks after it would compute is never needed."""
+        ``ids`` after the prefix (not kept). The prefix's keys and values are computed once for
+        the run, so a pass computes only the tokens' own position, and it stops before block
+        ``upto`` runs: what the blocks after it would compute is never needed."""
         depth = self.adapter.n_layers if upto is None else upto + 1
-        batch = torch.stack([torch.full_like(ids, self.prefix_id), ids], dim=1).to(self.device)
-        body = self.adapter.model.base_model
+        cache = self._prefix_cache(len(ids))
+        if cache is None:  # a model without a key/value cache: the prefix with every token
+            batch = torch.stack([torch.full_like(ids, self.prefix_id), ids], dim=1).to(self.device)
+        else:
+            batch = ids[:, None].to(self.device)
+        entering = self._run(batch, depth, **{self._cache_arg: cache}, use_cache=cache is not None)
+        self.forward_passes += len(ids)
+        return torch.stack([hidden[:, -1, :].float() for hidden in entering], dim=1)
+
+    def _run(self, batch: Tensor, depth: int, **kwargs: object) -> list[Tensor]:
+        """The hidden states entering blocks ``0..depth-1`` for ``batch``; the blocks after
+        are not run (a hook stops the pass, prepended so that it comes before a streamed
+        model's hook loads the block)."""
         entering: list[Tensor] = []
 
-        def grab(module: object, args: tuple, kwargs: dict) -> None:
-            hidden = args[0] if args else kwargs["hidden_states"]
-            entering.append(hidden[:, 1, :].float())
+        def grab(module: object, args: tuple, kw: dict) -> None:
+            entering.append(args[0] if args else kw["hidden_states"])
             if len(entering) == depth:
                 raise _Enough
 
-        # Prepended, so the stop comes before a streamed model's hook loads the block.
         blocks = [self.adapter.block_module(i) for i in range(depth)]
         handles = [b.register_forward_pre_hook(grab, prepend=True, with_kwargs=True) for b in blocks]
         try:
             with self.adapter.running():
-                body(**self.adapter.forward_inputs(batch), use_cache=False)
+                self.adapter.model.base_model(**self.adapter.forward_inputs(batch), **kwargs)
         except _Enough:
             pass
         finally:
@@ -160,8 +174,24 @@ class ResidualSource:
                 handle.remove()
         if len(entering) != depth:
             raise HeadmapsError(f"residual source: {len(entering)} of {depth} blocks ran")
-        self.forward_passes += len(ids)
-        return torch.stack(entering, dim=1)
+        return entering
+
+    def _prefix_cache(self, n: int) -> object | None:
+        """The prefix's key/value cache, repeated for a batch of ``n`` (a fresh copy: a pass
+        appends to it); None where the model returns none."""
+        if self._prefix is None:
+            prefix = torch.tensor([[self.prefix_id]], device=self.device)
+            with self.adapter.running():
+                out = self.adapter.model.base_model(**self.adapter.forward_inputs(prefix), use_cache=True)
+            past = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+            self._prefix = past if hasattr(past, "batch_repeat_interleave") else False
+        if self._prefix is False:
+            return None
+        forward = inspect.signature(self.adapter.model.base_model.forward).parameters
+        self._cache_arg = "cache" if "cache" in forward else "past_key_values"  # renamed in 5.x
+        cache = copy.deepcopy(self._prefix)
+        cache.batch_repeat_interleave(n)
+        return cache
 
     def rows(self, layer: int, ids: Tensor | slice) -> Float[Tensor, "n d"]:
         """The residual entering ``layer`` at each token of ``ids``."""
