@@ -50,6 +50,8 @@ def test_amplification_and_head_outputs_are_the_same(pair: tuple[LoadedModel, Lo
     few = ids[:16]
     for layer in (0, a.n_layers // 2, a.n_layers - 1):
         torch.testing.assert_close(a.head_outputs(layer, few), b.head_outputs(layer, few), rtol=0, atol=0)
+    # A pass over one token too (its kernels differ from a batch's).
+    assert torch.equal(a.residual.forward(few[:1]), b.residual.forward(few[:1]))
 
 
 def test_operation_ranks_are_the_same(pair: tuple[LoadedModel, LoadedModel]) -> None:

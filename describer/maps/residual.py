@@ -142,14 +142,18 @@ class ResidualSource:
         the run, so a pass computes only the tokens' own position, and it stops before block
         ``upto`` runs: what the blocks after it would compute is never needed."""
         depth = self.adapter.n_layers if upto is None else upto + 1
+        n = len(ids)
+        if n == 1:  # a batch of one would run matrix-vector kernels, whose rounding depends on
+            ids = ids.repeat(2)  # where the weights lie in memory: streamed != loaded whole
         cache = self._prefix_cache(len(ids))
         if cache is None:  # a model without a key/value cache: the prefix with every token
             batch = torch.stack([torch.full_like(ids, self.prefix_id), ids], dim=1).to(self.device)
         else:
             batch = ids[:, None].to(self.device)
-        entering = self._run(batch, depth, **{self._cache_arg: cache}, use_cache=cache is not None)
-        self.forward_passes += len(ids)
-        return torch.stack([hidden[:, -1, :].float() for hidden in entering], dim=1)
+        passed = {} if cache is None else {self._cache_arg: cache}
+        entering = self._run(batch, depth, **passed, use_cache=cache is not None)
+        self.forward_passes += n
+        return torch.stack([hidden[:n, -1, :].float() for hidden in entering], dim=1)
 
     def _run(self, batch: Tensor, depth: int, **kwargs: object) -> list[Tensor]:
         """The hidden states entering blocks ``0..depth-1`` for ``batch``; the blocks after
@@ -179,18 +183,18 @@ class ResidualSource:
     def _prefix_cache(self, n: int) -> object | None:
         """The prefix's key/value cache, repeated for a batch of ``n`` (a fresh copy: a pass
         appends to it); None where the model returns none."""
-        if self._prefix is None:
-            prefix = torch.tensor([[self.prefix_id]], device=self.device)
+        if self._prefix is None:  # run twice over, for the reason in ``forward``
+            prefix = torch.full((2, 1), self.prefix_id, device=self.device)
             with self.adapter.running():
                 out = self.adapter.model.base_model(**self.adapter.forward_inputs(prefix), use_cache=True)
             past = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
-            self._prefix = past if hasattr(past, "batch_repeat_interleave") else False
+            self._prefix = past if hasattr(past, "batch_select_indices") else False
         if self._prefix is False:
             return None
         forward = inspect.signature(self.adapter.model.base_model.forward).parameters
         self._cache_arg = "cache" if "cache" in forward else "past_key_values"  # renamed in 5.x
         cache = copy.deepcopy(self._prefix)
-        cache.batch_repeat_interleave(n)
+        cache.batch_select_indices(torch.zeros(n, dtype=torch.long, device=self.device))
         return cache
 
     def rows(self, layer: int, ids: Tensor | slice) -> Float[Tensor, "n d"]:
