@@ -258,3 +258,33 @@ def test_readable_only(word_tokenizer, readable_only: bool) -> None:
     else:
         assert head01.salient[0].token_id in unreadable
         assert mapped & unreadable
+
+
+def test_many_pairs_are_scanned_in_bounded_parts(word_tokenizer) -> None:
+    """More (head, pair) rows than a vocabulary chunk's logits may hold at once go in parts
+    (memory stays flat as pairs grow), and the scores are still the reference's."""
+    from describer.maps import scan
+
+    adapter = adapter_for(tiny_model("llama", len(word_tokenizer)))
+    words = letter_words(WORD_TOKENIZER_WORDS)
+    rng = random.Random(9)
+    pairs = tuple({(rng.choice(words), rng.choice(words)) for _ in range(900)})
+    ops = [
+        tokenize(
+            Operation(name="many", category="custom", pairs=pairs), word_tokenizer, adapter.vocab_size, k=5
+        )
+    ]
+    assert ops[0].n_pairs * adapter.n_heads > 3 * scan.PART_ROWS  # at least three parts
+    settings = AnalysisSettings(source="embed", mlp_norm=True, attn_norm=True, fold_norms=True)
+    sizes: list[int] = []
+    count = scan._count
+    scan._count = lambda *a: sizes.append(len(a[-5])) or count(*a)  # a[-5]: the part's head ids
+    try:
+        _, scores = Analyzer(adapter, word_tokenizer, settings, chunk_elements=CHUNK).analyze(
+            ops, with_salient=False
+        )
+    finally:
+        scan._count = count
+    assert max(sizes) <= scan.PART_ROWS < sum(sizes[: len(sizes) // adapter.n_layers])
+    assert_same_scores(scores, reference_operation_scores(adapter, ops, settings))
+    assert max(max(row) for row in scores[0].scores) > 0

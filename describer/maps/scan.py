@@ -42,6 +42,9 @@ def source_batches(
     return [(a, min(a + per, n_sources)) for a in range(0, n_sources, per)]
 
 
+PART_ROWS = 1024
+"""The fewest (head, pair) rows scanned together against a vocabulary chunk."""
+
 Mappings = tuple[Tensor, Tensor, Tensor, Tensor]
 """Salient sources' mappings, each ``[heads, n_top, top_mappings]``: the top logits and their ids
 (highest first), then the bottom logits and their ids (most negative first); ``-inf`` / ``+inf``
@@ -122,25 +125,15 @@ def _scan(
         stop = min(start + step, an.vocab_size)
         U_c = an._unembed_columns(slice(start, stop))
         if Y_flat is not None and active.any():
-            h_idx, p_idx = active.nonzero(as_tuple=True)
-            rows = h_idx * len(sources) + rows_of[p_idx]
-            uniq_rows, inverse = torch.unique(rows, return_inverse=True)
-            logits = an.mm(Y_flat[uniq_rows], U_c)[inverse]  # [n_active, c]
-            t = target_logit[h_idx, p_idx][:, None]
-            n_greater, n_less = (logits > t).sum(1), (logits < t).sum(1)
-            # The target's own column differs from ``t`` by rounding (another summation order);
-            # it must not count as beating itself.
-            tg = tgt[p_idx]
-            here = ((tg >= start) & (tg < stop)).nonzero(as_tuple=True)[0]
-            own = logits[here, tg[here] - start]
-            n_greater[here] -= (own > t[here, 0]).long()
-            n_less[here] -= (own < t[here, 0]).long()
-            greater[h_idx, p_idx] += n_greater
-            less[h_idx, p_idx] += n_less
-            k = pair_k[p_idx]
-            # Once k tokens beat the target on both sides its top-k membership is settled.
-            done = (greater[h_idx, p_idx] >= k) & (less[h_idx, p_idx] >= k)
-            active[h_idx[done], p_idx[done]] = False
+            h_all, p_all = active.nonzero(as_tuple=True)
+            # The active (head, pair) rows in near-equal parts whose logits fit the chunk (of
+            # at least PART_ROWS rows): a step has at least 1,024 columns, so without parts
+            # many pairs would outgrow it.
+            per_part = max(an.chunk_elements // (stop - start), PART_ROWS)
+            parts = -(-len(h_all) // per_part)
+            for h_idx, p_idx in zip(h_all.tensor_split(parts), p_all.tensor_split(parts), strict=True):
+                _count(an, Y_flat, len(sources), rows_of, tgt, pair_k, target_logit,
+                       U_c, start, stop, h_idx, p_idx, greater, less, active)  # fmt: skip
         if salient is not None:
             logits = an.mm(Ys_flat, U_c)
             negated = -logits
@@ -159,3 +152,42 @@ def _scan(
             low_i.view(H, n_top, -1),
         )
     return greater, less, top
+
+
+def _count(
+    an: Analyzer,
+    Y_flat: Tensor,
+    n_sources: int,
+    rows_of: Tensor,
+    tgt: Tensor,
+    pair_k: Tensor,
+    target_logit: Tensor,
+    U_c: Tensor,
+    start: int,
+    stop: int,
+    h_idx: Tensor,
+    p_idx: Tensor,
+    greater: Tensor,
+    less: Tensor,
+    active: Tensor,
+) -> None:
+    """Add the vocabulary columns ``start:stop`` to the counts of the (head, pair) rows given,
+    and retire the rows whose top-k membership is settled."""
+    rows = h_idx * n_sources + rows_of[p_idx]
+    uniq_rows, inverse = torch.unique(rows, return_inverse=True)
+    logits = an.mm(Y_flat[uniq_rows], U_c)[inverse]  # [rows, c]
+    t = target_logit[h_idx, p_idx][:, None]
+    n_greater, n_less = (logits > t).sum(1), (logits < t).sum(1)
+    # The target's own column differs from ``t`` by rounding (another summation order); it must
+    # not count as beating itself.
+    tg = tgt[p_idx]
+    here = ((tg >= start) & (tg < stop)).nonzero(as_tuple=True)[0]
+    own = logits[here, tg[here] - start]
+    n_greater[here] -= (own > t[here, 0]).long()
+    n_less[here] -= (own < t[here, 0]).long()
+    greater[h_idx, p_idx] += n_greater
+    less[h_idx, p_idx] += n_less
+    k = pair_k[p_idx]
+    # Once k tokens beat the target on both sides its top-k membership is settled.
+    done = (greater[h_idx, p_idx] >= k) & (less[h_idx, p_idx] >= k)
+    active[h_idx[done], p_idx[done]] = False
