@@ -189,10 +189,10 @@ class ResidualSource:
                 out = self.adapter.model.base_model(**self.adapter.forward_inputs(prefix), use_cache=True)
             past = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
             self._prefix = past if hasattr(past, "batch_select_indices") else False
+            forward = inspect.signature(self.adapter.model.base_model.forward).parameters
+            self._cache_arg = "cache" if "cache" in forward else "past_key_values"  # renamed in 5.x
         if self._prefix is False:
             return None
-        forward = inspect.signature(self.adapter.model.base_model.forward).parameters
-        self._cache_arg = "cache" if "cache" in forward else "past_key_values"  # renamed in 5.x
         cache = copy.deepcopy(self._prefix)
         cache.batch_select_indices(torch.zeros(n, dtype=torch.long, device=self.device))
         return cache

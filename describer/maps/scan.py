@@ -132,8 +132,24 @@ def _scan(
             per_part = max(an.chunk_elements // (stop - start), PART_ROWS)
             parts = -(-len(h_all) // per_part)
             for h_idx, p_idx in zip(h_all.tensor_split(parts), p_all.tensor_split(parts), strict=True):
-                _count(an, Y_flat, len(sources), rows_of, tgt, pair_k, target_logit,
-                       U_c, start, stop, h_idx, p_idx, greater, less, active)  # fmt: skip
+                rows = h_idx * len(sources) + rows_of[p_idx]
+                uniq_rows, inverse = torch.unique(rows, return_inverse=True)
+                logits = an.mm(Y_flat[uniq_rows], U_c)[inverse]  # [rows, c]
+                t = target_logit[h_idx, p_idx][:, None]
+                n_greater, n_less = (logits > t).sum(1), (logits < t).sum(1)
+                # The target's own column differs from ``t`` by rounding (another summation
+                # order); it must not count as beating itself.
+                tg = tgt[p_idx]
+                here = ((tg >= start) & (tg < stop)).nonzero(as_tuple=True)[0]
+                own = logits[here, tg[here] - start]
+                n_greater[here] -= (own > t[here, 0]).long()
+                n_less[here] -= (own < t[here, 0]).long()
+                greater[h_idx, p_idx] += n_greater
+                less[h_idx, p_idx] += n_less
+                k = pair_k[p_idx]
+                # Once k tokens beat the target on both sides its top-k membership is settled.
+                done = (greater[h_idx, p_idx] >= k) & (less[h_idx, p_idx] >= k)
+                active[h_idx[done], p_idx[done]] = False
         if salient is not None:
             logits = an.mm(Ys_flat, U_c)
             negated = -logits
@@ -152,42 +168,3 @@ def _scan(
             low_i.view(H, n_top, -1),
         )
     return greater, less, top
-
-
-def _count(
-    an: Analyzer,
-    Y_flat: Tensor,
-    n_sources: int,
-    rows_of: Tensor,
-    tgt: Tensor,
-    pair_k: Tensor,
-    target_logit: Tensor,
-    U_c: Tensor,
-    start: int,
-    stop: int,
-    h_idx: Tensor,
-    p_idx: Tensor,
-    greater: Tensor,
-    less: Tensor,
-    active: Tensor,
-) -> None:
-    """Add the vocabulary columns ``start:stop`` to the counts of the (head, pair) rows given,
-    and retire the rows whose top-k membership is settled."""
-    rows = h_idx * n_sources + rows_of[p_idx]
-    uniq_rows, inverse = torch.unique(rows, return_inverse=True)
-    logits = an.mm(Y_flat[uniq_rows], U_c)[inverse]  # [rows, c]
-    t = target_logit[h_idx, p_idx][:, None]
-    n_greater, n_less = (logits > t).sum(1), (logits < t).sum(1)
-    # The target's own column differs from ``t`` by rounding (another summation order); it must
-    # not count as beating itself.
-    tg = tgt[p_idx]
-    here = ((tg >= start) & (tg < stop)).nonzero(as_tuple=True)[0]
-    own = logits[here, tg[here] - start]
-    n_greater[here] -= (own > t[here, 0]).long()
-    n_less[here] -= (own < t[here, 0]).long()
-    greater[h_idx, p_idx] += n_greater
-    less[h_idx, p_idx] += n_less
-    k = pair_k[p_idx]
-    # Once k tokens beat the target on both sides its top-k membership is settled.
-    done = (greater[h_idx, p_idx] >= k) & (less[h_idx, p_idx] >= k)
-    active[h_idx[done], p_idx[done]] = False
