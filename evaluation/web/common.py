@@ -5,7 +5,7 @@ serving a request, and the Jinja2 environment and ``render`` for the pages' temp
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -53,6 +53,17 @@ def model_url(model: str) -> str:
 
 def head_url(model: str, layer: int, head: int) -> str:
     return f"{model_url(model)}/heads/{head_name(layer, head)}"
+
+
+def queue_url(model: str, skipped: bool = False, **params: str | int) -> str:
+    """The review queue's address for this model (and the skipped ones), with ``params``; empty
+    values are left out."""
+    query = {k: v for k, v in params.items() if v != ""}
+    if model:
+        query["model"] = model
+    if skipped:
+        query["skipped"] = "1"
+    return "/review" + (f"?{urlencode(query)}" if query else "")
 
 
 def store_of(request: Request) -> Store:

@@ -8,8 +8,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from evaluation.web.auth import guard_of
-from evaluation.web.common import WebError, render, store_of
-from evaluation.web.review_pages import queue_url
+from evaluation.web.common import WebError, queue_url, render, store_of
 
 router = APIRouter(include_in_schema=False)
 

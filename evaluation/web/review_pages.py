@@ -10,22 +10,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from evaluation.web import queries
 from evaluation.web.api import labels, review_item
 from evaluation.web.auth import guard_of
-from evaluation.web.common import render, store_of
+from evaluation.web.common import queue_url, render, store_of
 from evaluation.web.rating import MAX_COMMENT, RatingPost, rate
 from evaluation.web.review_queue import review_order
 
 router = APIRouter(include_in_schema=False)
-
-
-def queue_url(model: str, skipped: bool = False, **params: str | int) -> str:
-    """The review queue's address for this model (and the skipped ones), with ``params``; empty
-    values are left out."""
-    query = {k: v for k, v in params.items() if v != ""}
-    if model:
-        query["model"] = model
-    if skipped:
-        query["skipped"] = "1"
-    return "/review" + (f"?{urlencode(query)}" if query else "")
 
 
 @router.get("/review", response_class=HTMLResponse)
