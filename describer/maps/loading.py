@@ -29,6 +29,7 @@ from describer.maps.aliases import (  # noqa: F401  (re-exported: callers know t
     materialise_alias,
     sha256_file,
 )
+from describer.maps.memory import bound_heap
 
 DEFAULT_MODEL = "gemma-3-270m"
 GGUF_MAGIC = b"GGUF"
@@ -241,6 +242,7 @@ def load_model(
     if weights not in ("stream", "full"):
         raise HeadmapsError(f"unknown --weights {weights!r}; use stream or full")
     check_dtype(dtype)
+    bound_heap()  # big tensors come and go from here on: their memory must go back when freed
     if weights == "full" and dtype != "float32":
         raise HeadmapsError(f"--dtype {dtype} needs --weights stream (a whole model is loaded in float32)")
     resolved = spec if isinstance(spec, ModelSpec) else resolve(spec)

@@ -1,9 +1,13 @@
-"""Giving freed memory back to the operating system between stages of an analysis.
+"""Keeping the process' resident memory to what an analysis holds, not what it once held.
 
-glibc's allocator serves a freed block's pages to the next allocation but keeps them resident:
-after a stage drops a model's blocks (hundreds of MB of tensors), the process' resident memory
-stays where it was. ``trim`` asks glibc (``malloc_trim``) to return every free page; elsewhere
-(macOS, musl) it does nothing."""
+glibc's allocator serves requests below its mmap threshold from the heap, and raises that
+threshold (up to 32 MB) each time a mapped block is freed. A streamed analysis frees blocks of
+tens of MB all the time (a layer's matrices, a batch's hidden states, a chunk's logits), so after
+a while most of its buffers come from the heap, whose freed pages stay resident and fragmented:
+on a 28-layer Qwen2.5-7B shape the heap held 1.5 GB of free but resident memory. ``bound_heap``
+fixes the threshold low, so that every large buffer is mapped on its own and unmapped when freed;
+``trim`` hands back the heap's free pages between stages. Elsewhere (macOS, musl) both do nothing.
+"""
 
 from __future__ import annotations
 
@@ -11,18 +15,36 @@ import ctypes
 import ctypes.util
 from functools import cache
 
+MMAP_THRESHOLD = 1 << 20
+"""Buffers from this size up get their own mapping (glibc's default starts at 128 KB and floats)."""
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
+
 
 @cache
-def _malloc_trim():  # noqa: ANN202  (a ctypes function, or None)
+def _libc():  # noqa: ANN202  (a ctypes library, or None)
     name = ctypes.util.find_library("c")
     try:
-        return ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):
+        lib = ctypes.CDLL(name) if name else None
+        return lib if lib is not None and hasattr(lib, "malloc_trim") and hasattr(lib, "mallopt") else None
+    except OSError:
         return None
 
 
 def trim() -> None:
     """Return the allocator's free pages to the system (cheap: milliseconds)."""
-    fn = _malloc_trim()
-    if fn is not None:
-        fn(0)
+    lib = _libc()
+    if lib is not None:
+        lib.malloc_trim(0)
+
+
+@cache
+def bound_heap() -> bool:
+    """Fix glibc's mmap threshold at ``MMAP_THRESHOLD`` (and trim the heap's top past twice
+    that) for the rest of the process; True where it was set. Setting it stops the dynamic
+    raising, so a large tensor's memory goes back to the system as soon as it is freed."""
+    lib = _libc()
+    if lib is None:
+        return False
+    return bool(lib.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+        lib.mallopt(_M_TRIM_THRESHOLD, 2 * MMAP_THRESHOLD)
+    )

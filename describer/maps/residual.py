@@ -126,12 +126,16 @@ class ResidualSource:
         with self.adapter.running():  # a streamed model's blocks: loaded once for every batch
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
-                rows = self.forward(torch.tensor(chunk), max(missing[t][-1] for t in chunk))
-                pick = [(i, layer) for i, token in enumerate(chunk) for layer in missing[token]]
-                index = torch.tensor(pick, device=rows.device)
-                slots = self._store.append(rows[index[:, 0], index[:, 1]])
-                for (i, layer), slot in zip(pick, slots, strict=True):
-                    self._slots[(chunk[i], layer)] = slot
+                entering = self._entering(torch.tensor(chunk), max(missing[t][-1] for t in chunk))
+                # Stored layer by layer as taken: never the batch's rows at every layer at once.
+                for layer, hidden in enumerate(entering):
+                    at = [i for i, token in enumerate(chunk) if layer in missing[token]]
+                    if not at:
+                        continue
+                    rows = hidden[torch.tensor(at, device=hidden.device), -1, :].float()
+                    for i, slot in zip(at, self._store.append(rows), strict=True):
+                        self._slots[(chunk[i], layer)] = slot
+                    entering[layer] = None  # its hidden states go as soon as they are stored
                 if progress:
                     progress("residual sources", min(start + self.batch_size, len(order)), len(order))
 
@@ -141,6 +145,13 @@ class ResidualSource:
         ``ids`` after the prefix (not kept). The prefix's keys and values are computed once for
         the run, so a pass computes only the tokens' own position, and it stops before block
         ``upto`` runs: what the blocks after it would compute is never needed."""
+        n = len(ids)
+        entering = self._entering(ids, upto)
+        return torch.stack([hidden[:n, -1, :].float() for hidden in entering], dim=1)
+
+    def _entering(self, ids: Tensor, upto: int | None = None) -> list[Tensor | None]:
+        """``forward``'s hidden states as the blocks receive them, ``[n', positions, d]`` each in
+        the compute dtype (``n' >= n``: see below), in a list its caller may empty as it goes."""
         depth = self.adapter.n_layers if upto is None else upto + 1
         n = len(ids)
         if n == 1:  # a batch of one would run matrix-vector kernels, whose rounding depends on
@@ -151,9 +162,9 @@ class ResidualSource:
         else:
             batch = ids[:, None].to(self.device)
         passed = {} if cache is None else {self._cache_arg: cache}
-        entering = self._run(batch, depth, **passed, use_cache=cache is not None)
+        entering: list[Tensor | None] = list(self._run(batch, depth, **passed, use_cache=cache is not None))
         self.forward_passes += n
-        return torch.stack([hidden[:n, -1, :].float() for hidden in entering], dim=1)
+        return entering
 
     def _run(self, batch: Tensor, depth: int, **kwargs: object) -> list[Tensor]:
         """The hidden states entering blocks ``0..depth-1`` for ``batch``; the blocks after

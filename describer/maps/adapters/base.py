@@ -35,6 +35,9 @@ from describer.maps.tensors import ModuleTensors, TensorSource
 if TYPE_CHECKING:
     from describer.maps.streaming import Materializer
 
+MLP_ELEMENTS = 1 << 24
+"""Block 0's MLP runs on at most this many hidden activations at a time (64 MB of floats)."""
+
 
 class UnsupportedArchitecture(ValueError):
     """The model's ``config.model_type`` has no adapter."""
@@ -79,6 +82,12 @@ class Adapter(ABC):
     @property
     def d_model(self) -> int:
         return int(self.config.hidden_size)
+
+    @property
+    def d_mlp(self) -> int:
+        """The width of an MLP's hidden activations (GPT-2: ``n_inner``, default 4·d)."""
+        c = self.config
+        return int(getattr(c, "intermediate_size", None) or getattr(c, "n_inner", None) or 4 * self.d_model)
 
     @property
     def head_dim(self) -> int:
@@ -250,9 +259,15 @@ class Adapter(ABC):
         its post-MLP norm (Gemma 2/3 only) with ``post_norm``."""
         if pre_norm:
             x = self.mlp0_pre_norm()(x)
-        # The MLP runs in the model's dtype (``--dtype``); everything around it in float32.
+        # The MLP runs in the model's dtype (``--dtype``); everything around it in float32. Rows
+        # go in pieces whose hidden activations fit MLP_ELEMENTS: a 7B model's 18,944-wide MLP
+        # over a chunk of 8,192 tokens would hold three 620 MB activations at once.
         dtype = self.embedding_module().weight.dtype
-        y = self.mlp0_module()(x.to(dtype)).float()
+        mlp = self.mlp0_module()
+        flat = x.reshape(-1, x.shape[-1])
+        rows = max(16, MLP_ELEMENTS // max(self.d_mlp, 1))
+        y = torch.cat([mlp(part.to(dtype)).float() for part in flat.split(rows)]) if len(flat) else flat
+        y = y.reshape(*x.shape[:-1], y.shape[-1])
         post = self.mlp0_post_norm()
         if post_norm and post is not None:
             y = post(y)
