@@ -84,3 +84,24 @@ def test_block0_mlp_in_pieces_equals_one_pass(family: str, monkeypatch: pytest.M
     torch.testing.assert_close(whole, direct, rtol=1e-5, atol=1e-6)
     # the pieces really were pieces: 37 rows in 16-row parts
     assert adapter_base.MLP_ELEMENTS // adapter.d_mlp < len(x)
+
+
+def test_the_heap_is_bounded_for_big_models_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, word_tokenizer: object
+) -> None:
+    """A small model keeps glibc's floating threshold (fresh mappings cost it time it need not
+    spend); from ``BOUND_HEAP_PARAMETERS`` up, loading fixes it, streamed or whole."""
+    from describer.maps import loading
+
+    tiny_model("qwen2", 64).save_pretrained(tmp_path)
+    word_tokenizer.save_pretrained(tmp_path)
+    monkeypatch.setattr(loading, "cache_dir", lambda: tmp_path / "cache")
+    calls: list[int] = []
+    monkeypatch.setattr(loading, "bound_heap", lambda: calls.append(1) or True)
+    loaded = loading.load_model(str(tmp_path), weights="stream")
+    assert calls == [] and loaded.adapter.n_layers > 0
+    parameters = sum(p.numel() for p in loaded.model.parameters())
+    monkeypatch.setattr(loading, "BOUND_HEAP_PARAMETERS", parameters)
+    loading.load_model(str(tmp_path), weights="stream")
+    loading.load_model(str(tmp_path), weights="full")
+    assert calls == [1, 1]
