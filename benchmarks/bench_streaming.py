@@ -11,8 +11,9 @@ attention patterns unless ``--no-patterns``):
 
     python benchmarks/bench_streaming.py [--model gemma-3-270m] [--no-patterns] [--repeat 1]
 
-Prints wall time and peak RSS per method, the ratios, and whether every score, salient token
-and mapping agrees.
+Prints wall time and peak RSS per run, the median times' ratio (the methods alternate which goes
+first, round by round, so neither always runs on a warmer or a busier machine), and whether every
+score, salient token and mapping agrees.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -61,17 +63,40 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="gemma-3-270m")
     parser.add_argument("--no-patterns", dest="patterns", action="store_false")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs of each method, interleaved (stream, full, full, stream, …)",
+    )
     args = parser.parse_args()
+    if args.repeat < 1:
+        raise SystemExit("error: --repeat must be at least 1")
+    order = [("stream", "full") if i % 2 == 0 else ("full", "stream") for i in range(args.repeat)]
+    walls: dict[str, list[float]] = {"stream": [], "full": []}
+    peaks: dict[str, list[float]] = {"stream": [], "full": []}
+    results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        results = {}
-        for weights in ("stream", "full"):
-            out = Path(tmp) / f"{weights}.json"
-            results[weights] = (*run(args.model, weights, out, args.patterns), json.loads(out.read_text()))
-            wall, rss, _ = results[weights]
-            print(f"{weights:>6}: {wall:7.1f} s   peak RSS {rss:5.2f} GB", flush=True)
-    (ws, rs, a), (wf, rf, b) = results["stream"], results["full"]
-    print(f"stream / full: time {ws / wf:.2f}x, peak RSS {rs / rf:.2f}x")
-    diffs = same(a, b)
+        for i, pair in enumerate(order):
+            for weights in pair:
+                out = Path(tmp) / f"{weights}.json"
+                wall, rss = run(args.model, weights, out, args.patterns)
+                walls[weights].append(wall)
+                peaks[weights].append(rss)
+                result = json.loads(out.read_text())
+                if weights in results and same(results[weights], result):
+                    raise SystemExit(f"error: {weights} gave different results in run {i + 1}")
+                results[weights] = result
+                print(f"run {i + 1} {weights:>6}: {wall:7.1f} s   peak RSS {rss:5.2f} GB", flush=True)
+    ws, wf = statistics.median(walls["stream"]), statistics.median(walls["full"])
+    rs, rf = max(peaks["stream"]), max(peaks["full"])
+    print(f"median of {args.repeat}: stream {ws:.1f} s, full {wf:.1f} s")
+    print(f"stream / full: time {ws / wf:.2f}x, peak RSS {rs / rf:.2f}x (largest peaks)")
+    if args.repeat > 1:
+        # Each round's two runs side by side: the machine's drift over the whole run cancels.
+        ratios = [a / b for a, b in zip(walls["stream"], walls["full"], strict=True)]
+        print("per round: " + ", ".join(f"{r:.2f}x" for r in ratios))
+    diffs = same(results["stream"], results["full"])
     print("results: identical" if not diffs else f"results differ: {', '.join(diffs[:10])}")
     print(f"(this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GB)")
 

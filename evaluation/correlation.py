@@ -141,13 +141,15 @@ def topk_membership(
                 continue
             logits = z[h, rows] @ M[h] if M is not None else (z[h, rows] @ W_O[h]) @ U_c
             t = target_logit[h, rows][:, None]
-            n_greater, n_less = (logits > t).sum(1), (logits < t).sum(1)
+            # int32 counts: a bool's plain sum goes through an int64 copy of the whole chunk.
+            n_greater = (logits > t).sum(1, dtype=torch.int32)
+            n_less = (logits < t).sum(1, dtype=torch.int32)
             # The target's own column differs from t by rounding; it must not beat itself.
             tgt = targets[rows]
             here = ((tgt >= start) & (tgt < stop)).nonzero(as_tuple=True)[0]
             own = logits[here, tgt[here] - start]
-            n_greater[here] -= (own > t[here, 0]).long()
-            n_less[here] -= (own < t[here, 0]).long()
+            n_greater[here] -= (own > t[here, 0]).int()
+            n_less[here] -= (own < t[here, 0]).int()
             greater[h, rows] += n_greater
             less[h, rows] += n_less
             done = (greater[h, rows] >= k[rows]) & (less[h, rows] >= k[rows])

@@ -136,14 +136,17 @@ def _scan(
                 uniq_rows, inverse = torch.unique(rows, return_inverse=True)
                 logits = an.mm(Y_flat[uniq_rows], U_c)[inverse]  # [rows, c]
                 t = target_logit[h_idx, p_idx][:, None]
-                n_greater, n_less = (logits > t).sum(1), (logits < t).sum(1)
+                # Counted in int32: a bool's plain ``sum`` first copies it to int64, eight
+                # times the chunk's size, which then costs as much time as the comparison.
+                n_greater = (logits > t).sum(1, dtype=torch.int32)
+                n_less = (logits < t).sum(1, dtype=torch.int32)
                 # The target's own column differs from ``t`` by rounding (another summation
                 # order); it must not count as beating itself.
                 tg = tgt[p_idx]
                 here = ((tg >= start) & (tg < stop)).nonzero(as_tuple=True)[0]
                 own = logits[here, tg[here] - start]
-                n_greater[here] -= (own > t[here, 0]).long()
-                n_less[here] -= (own < t[here, 0]).long()
+                n_greater[here] -= (own > t[here, 0]).int()
+                n_less[here] -= (own < t[here, 0]).int()
                 greater[h_idx, p_idx] += n_greater
                 less[h_idx, p_idx] += n_less
                 k = pair_k[p_idx]
