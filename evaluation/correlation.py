@@ -35,6 +35,7 @@ from describer.maps.adapters.base import Adapter
 from describer.maps.analyzer import Analyzer
 from describer.maps.operations import TokenizedOperation
 from describer.maps.results import OperationScores
+from describer.maps.scan import beaten
 from describer.maps.settings import NORM_PARTS, AnalysisSettings
 from evaluation.correlation_stats import CorrelationRow, Dynamic, correlation_row, medians, rows_csv
 from evaluation.hooks import head_hooks, run_captured
@@ -140,16 +141,7 @@ def topk_membership(
             if len(rows) == 0:
                 continue
             logits = z[h, rows] @ M[h] if M is not None else (z[h, rows] @ W_O[h]) @ U_c
-            t = target_logit[h, rows][:, None]
-            # int32 counts: a bool's plain sum goes through an int64 copy of the whole chunk.
-            n_greater = (logits > t).sum(1, dtype=torch.int32)
-            n_less = (logits < t).sum(1, dtype=torch.int32)
-            # The target's own column differs from t by rounding; it must not beat itself.
-            tgt = targets[rows]
-            here = ((tgt >= start) & (tgt < stop)).nonzero(as_tuple=True)[0]
-            own = logits[here, tgt[here] - start]
-            n_greater[here] -= (own > t[here, 0]).int()
-            n_less[here] -= (own < t[here, 0]).int()
+            n_greater, n_less = beaten(logits, target_logit[h, rows], targets[rows], start)
             greater[h, rows] += n_greater
             less[h, rows] += n_less
             done = (greater[h, rows] >= k[rows]) & (less[h, rows] >= k[rows])

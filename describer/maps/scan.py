@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-from jaxtyping import Int
+from jaxtyping import Float, Int
 from torch import Tensor
 
 if TYPE_CHECKING:
@@ -80,6 +80,24 @@ def scan_layer(
     return greater, less, top
 
 
+def beaten(
+    logits: Float[Tensor, "rows c"], target_logit: Float[Tensor, " rows"], targets: Tensor, start: int
+) -> tuple[Tensor, Tensor]:
+    """Per row, how many of a vocabulary chunk's columns (token ids ``start`` on) have a logit
+    above / below the row's target logit, the target's own column not counted: it differs from
+    ``target_logit`` by rounding (another summation order) and must not beat itself."""
+    t = target_logit[:, None]
+    # Counted in int32: a bool's plain ``sum`` first copies it to int64, eight times the
+    # chunk's size, which then costs as much time as the comparison.
+    n_greater = (logits > t).sum(1, dtype=torch.int32)
+    n_less = (logits < t).sum(1, dtype=torch.int32)
+    here = ((targets >= start) & (targets < start + logits.shape[1])).nonzero(as_tuple=True)[0]
+    own = logits[here, targets[here] - start]
+    n_greater[here] -= (own > t[here, 0]).int()
+    n_less[here] -= (own < t[here, 0]).int()
+    return n_greater, n_less
+
+
 def _scan(
     an: Analyzer,
     layer: int,
@@ -135,18 +153,7 @@ def _scan(
                 rows = h_idx * len(sources) + rows_of[p_idx]
                 uniq_rows, inverse = torch.unique(rows, return_inverse=True)
                 logits = an.mm(Y_flat[uniq_rows], U_c)[inverse]  # [rows, c]
-                t = target_logit[h_idx, p_idx][:, None]
-                # Counted in int32: a bool's plain ``sum`` first copies it to int64, eight
-                # times the chunk's size, which then costs as much time as the comparison.
-                n_greater = (logits > t).sum(1, dtype=torch.int32)
-                n_less = (logits < t).sum(1, dtype=torch.int32)
-                # The target's own column differs from ``t`` by rounding (another summation
-                # order); it must not count as beating itself.
-                tg = tgt[p_idx]
-                here = ((tg >= start) & (tg < stop)).nonzero(as_tuple=True)[0]
-                own = logits[here, tg[here] - start]
-                n_greater[here] -= (own > t[here, 0]).int()
-                n_less[here] -= (own < t[here, 0]).int()
+                n_greater, n_less = beaten(logits, target_logit[h_idx, p_idx], tgt[p_idx], start)
                 greater[h_idx, p_idx] += n_greater
                 less[h_idx, p_idx] += n_less
                 k = pair_k[p_idx]
