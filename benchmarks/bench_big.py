@@ -188,7 +188,7 @@ def main() -> None:
             config = json.loads((directory / "config.json").read_text())
             print(f"wrote {directory} in {time.perf_counter() - start:.0f} s")
         layers = config["num_hidden_layers"]
-        print(f"{args.shape}: {layers} layers, {total / 2**30:.2f} GB of bf16 weights", flush=True)
+        print(f"{args.shape}: {layers} layers, {total / 2**30:.2f} GiB of bf16 weights", flush=True)
         methods = ["stream"] + (["full"] if args.baseline else [])
         results = {}
         for weights in methods:
@@ -197,7 +197,7 @@ def main() -> None:
             wall, rss = run(str(directory), weights, out, args.patterns, extra)
             results[weights] = (wall, rss, json.loads(out.read_text()))
             print(
-                f"{weights:>6}: {wall:7.1f} s ({wall / layers:6.1f} s per layer)   peak RSS {rss:5.2f} GB",
+                f"{weights:>6}: {wall:7.1f} s ({wall / layers:6.1f} s per layer)   peak RSS {rss:5.2f} GiB",
                 flush=True,
             )
     if "full" in results:

@@ -53,7 +53,7 @@ def write_pairs(path: Path, vocabulary: list[str], n: int, seed: int = 0) -> Non
 
 
 def run(model: str, pairs: Path) -> tuple[float, float, dict]:
-    """(wall seconds, peak RSS in GB, the JSON answer) of one ``score`` process."""
+    """(wall seconds, peak RSS in GiB, the JSON answer) of one ``score`` process."""
     args = [sys.executable, "-m", "describer.cli", "score", model, "--pairs", str(pairs), "--json"]
     args += ["--device", "cpu"]
     wall, rss, out = measured(args, "score")
@@ -78,7 +78,7 @@ def main() -> None:
             results.append((n, wall, rss))
             print(
                 f"{n:>7} pairs ({scored} scored): {wall:7.1f} s, {1000 * wall / n:6.2f} s per 1,000 pairs, "
-                f"peak RSS {rss:5.2f} GB",
+                f"peak RSS {rss:5.2f} GiB",
                 flush=True,
             )
     base_n, base_wall, base_rss = results[0]

@@ -33,7 +33,7 @@ from benchmarks.processes import measured  # noqa: E402
 def run(
     model: str, weights: str, out: Path, patterns: bool, extra: list[str] | None = None
 ) -> tuple[float, float]:
-    """(wall seconds, peak RSS in GB) of one analyze process (``extra``: more options)."""
+    """(wall seconds, peak RSS in GiB) of one analyze process (``extra``: more options)."""
     args = [sys.executable, "-m", "describer.cli", "analyze", model, "--no-store", "--json", str(out)]
     args += (
         ["--weights", weights, "--device", "cpu"] + ([] if patterns else ["--no-patterns"]) + (extra or [])
@@ -87,7 +87,7 @@ def main() -> None:
                 if weights in results and same(results[weights], result):
                     raise SystemExit(f"error: {weights} gave different results in run {i + 1}")
                 results[weights] = result
-                print(f"run {i + 1} {weights:>6}: {wall:7.1f} s   peak RSS {rss:5.2f} GB", flush=True)
+                print(f"run {i + 1} {weights:>6}: {wall:7.1f} s   peak RSS {rss:5.2f} GiB", flush=True)
     ws, wf = statistics.median(walls["stream"]), statistics.median(walls["full"])
     rs, rf = max(peaks["stream"]), max(peaks["full"])
     print(f"median of {args.repeat}: stream {ws:.1f} s, full {wf:.1f} s")
@@ -98,7 +98,7 @@ def main() -> None:
         print("per round: " + ", ".join(f"{r:.2f}x" for r in ratios))
     diffs = same(results["stream"], results["full"])
     print("results: identical" if not diffs else f"results differ: {', '.join(diffs[:10])}")
-    print(f"(this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GB)")
+    print(f"(this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB)")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ stderr, after its own."""
 
 
 def measured(args: list[str], what: str) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS in GB, stdout) of ``args``; exits with ``what`` and the end of
+    """(wall seconds, peak RSS in GiB, stdout) of ``args``; exits with ``what`` and the end of
     its stderr if it fails."""
     env = {**os.environ, "HEADMAPS_PROGRESS": "0"}
     start = time.perf_counter()
