@@ -209,30 +209,3 @@ def test_blocks_kept_for_forward_passes_are_dropped_when_the_stage_ends(checkpoi
         assert weights.loads - before == 2 * per_block * len(weights.blocks)  # once for the three
     live = [n for n, p in adapter.model.named_parameters() if not p.is_meta]
     assert not any(n.startswith(tuple(weights.blocks)) for n in live), live
-
-
-@pytest.mark.parametrize("family", ["llama", "gpt2"])
-def test_streamed_layers_keep_their_small_matrices_between_visits(
-    checkpoints: dict, family: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The residual source visits each layer three times (salient sweep, exact amplification,
-    vocabulary pass); where every layer's small matrices fit ``LIGHT_BYTES`` they are computed
-    once per layer (each kept in storage of its own, never a view into a block's tensor), and
-    the results are the same as recomputing them at each visit."""
-    from describer.maps import analyzer as analyzer_module
-
-    model, directory = checkpoints[family]
-    settings = AnalysisSettings(readable_only=False, top_tokens=6, top_mappings=4, **SOURCES["residual"])
-    adapter, _ = streamed(directory)
-    with Analyzer(adapter, IdTokenizer(), settings) as kept:
-        result = kept.analyze(operations(), with_salient=True)
-        assert kept.prepared == adapter.n_layers
-        for light in kept._light.values():
-            assert light.W_V.untyped_storage().nbytes() == light.W_V.numel() * 4
-    monkeypatch.setattr(analyzer_module, "LIGHT_BYTES", 0)
-    adapter, _ = streamed(directory)
-    with Analyzer(adapter, IdTokenizer(), settings) as recomputed:
-        again = recomputed.analyze(operations(), with_salient=True)
-        assert recomputed.prepared >= 3 * adapter.n_layers and not recomputed._light
-    assert_same(result, again, exact=True)
-    assert_same(run(adapter_for(model), settings), result, exact=True)

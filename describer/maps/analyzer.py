@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from describer.maps.adapters.base import Adapter
-from describer.maps.adapters.views import LayerWeights
 from describer.maps.memory import trim
 from describer.maps.operations import TokenizedOperation
 from describer.maps.pairs import flatten_pairs, pair_scores
@@ -40,14 +39,6 @@ from describer.maps.settings import AnalysisSettings
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``; called as work advances."""
-
-
-LIGHT_BYTES = 64 << 20
-"""A streamed model's layers keep their small matrices (the value projections and the
-amplification factors, not ``W_O``) from one visit to the next when every layer's together fit
-this: gemma-3-270m's take 31 MB, a 7B model's 250 MB. Each layer is visited three times (the
-salient sweep, the exact amplification of its candidates, its vocabulary pass); without this,
-each visit repeats the QR factorisations of every head's ``W_O``."""
 
 
 @dataclass
@@ -95,10 +86,6 @@ class Analyzer:
         self.compute = getattr(torch, settings.dtype)
         """The dtype of the vocabulary-sized matmuls (float32 unless ``--dtype`` says otherwise)."""
         self._layers: dict[int, _Layer] = {}
-        self._light: dict[int, _Layer] = {}
-        """Streamed layers' small matrices, ``W_O`` left out (``LIGHT_BYTES``)."""
-        self.prepared = 0
-        """Layers whose matrices were computed so far (tests check that visits reuse them)."""
         self._source_cache: RowCache | None = None
         self.residual = ResidualSource(a, tokenizer, self.device) if settings.source == "residual" else None
         self._readable: Tensor | None = None
@@ -120,8 +107,7 @@ class Analyzer:
 
     def layer(self, index: int) -> _Layer:
         """Layer ``index``'s value/output matrices on ``device``: read once and kept for a loaded
-        model; for a streamed one only the latest layer is kept (so memory is one layer's), and
-        the earlier ones' small matrices where they fit ``LIGHT_BYTES``."""
+        model; for a streamed one only the latest layer is kept (so memory is one layer's)."""
         if index not in self._layers:
             if self.adapter.streamed:
                 self._layers.clear()
@@ -130,26 +116,9 @@ class Analyzer:
                 self._layers[index] = self._prepare_layer(index)
         return self._layers[index]
 
-    def light_bytes(self) -> int:
-        """Every layer's value projection and amplification factors, in float32."""
-        group = self.n_heads // self.n_kv
-        per_layer = self.d_model * self.n_kv * self.hd + self.n_kv * self.hd * group * self.hd + self.d_model
-        return 4 * self.n_layers * per_layer
-
     def _prepare_layer(self, index: int) -> _Layer:
         lw = self.adapter.layer(index)
         W_O = (lw.W_O_folded() if self.settings.fold_norms else lw.W_O).to(self.device)
-        light = self._light.get(index)
-        if light is not None:
-            return replace(light, W_O=W_O)
-        prepared = self._prepare_light(lw, W_O)
-        if self.adapter.streamed and self.light_bytes() <= LIGHT_BYTES:
-            # Owned copies: a view would keep the block's whole (maybe fused q|k|v) tensor alive.
-            self._light[index] = replace(prepared, W_V=_owned(prepared.W_V), W_O=torch.empty(0))
-        return prepared
-
-    def _prepare_light(self, lw: LayerWeights, W_O: Tensor) -> _Layer:
-        self.prepared += 1
         W_V = lw.W_V.to(self.device)
         group = self.n_heads // self.n_kv
         factors = []
@@ -394,8 +363,3 @@ class Analyzer:
                     )
                 heads.append(HeadSalient(layer=layer, head=head, salient=salient))
         return heads
-
-
-def _owned(t: Tensor) -> Tensor:
-    """``t``, or a copy of it when it is a view into a larger tensor's storage."""
-    return t.clone() if t.untyped_storage().nbytes() > t.numel() * t.element_size() else t
