@@ -27,7 +27,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from describer.maps.adapters.base import Adapter
-from describer.maps.memory import trim
+from describer.maps.memory import between_layers
 from describer.maps.operations import TokenizedOperation
 from describer.maps.pairs import flatten_pairs, pair_scores
 from describer.maps.readable import readable, special_ids
@@ -111,7 +111,7 @@ class Analyzer:
         if index not in self._layers:
             if self.adapter.streamed:
                 self._layers.clear()
-                trim()  # the previous layer's matrices and chunk buffers back to the system
+                between_layers()  # a big model's previous layer and chunk buffers go back
             with self.adapter.layer_weights(index):
                 self._layers[index] = self._prepare_layer(index)
         return self._layers[index]
