@@ -8,6 +8,7 @@ embedding and unembedding are the largest tensors of all and are read a chunk of
 
 from __future__ import annotations
 
+import mmap
 import os
 import threading
 from abc import ABC, abstractmethod
@@ -20,6 +21,10 @@ from transformers import PretrainedConfig
 from describer.errors import HeadmapsError
 
 GAP_BYTES = 1 << 16
+"""``take`` reads through gaps up to this size between wanted rows: one read is cheaper than two."""
+MAP_BYTES = 1 << 20
+"""``RawFile.view`` maps a range from this size up (below it a read is as cheap)."""
+_PAGE = mmap.ALLOCATIONGRANULARITY
 """``take`` reads through gaps up to this size between wanted rows: one read is cheaper than two."""
 
 
@@ -142,11 +147,12 @@ def coalesce(ids: np.ndarray, row_bytes: int) -> tuple[list[tuple[int, int]], np
 
 
 class RawFile:
-    """A file read with plain ``pread``-style reads, never mmapped.
+    """A file read with plain ``pread``-style reads, or one range at a time through its own
+    private mapping (``view``), never mapped whole.
 
-    Mapped pages count towards the process's resident memory until the kernel reclaims them,
-    so reading a 15 GB checkpoint through a map can show 15 GB of RSS; reads into buffers we
-    own keep RSS at the size of what is in use.
+    Mapped pages count towards the process's resident memory while they are mapped, so mapping a
+    15 GB checkpoint whole can show 15 GB of RSS; a read into a buffer we own, or a mapping of
+    just the range in use that goes when its tensor does, keeps RSS at the size of what is in use.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -178,6 +184,26 @@ class RawFile:
         if size:
             self.read_into(offset, memoryview(out.numpy()))
         return out
+
+    def view(self, offset: int, size: int) -> torch.Tensor:
+        """``size`` bytes from ``offset`` as a writable uint8 tensor over a private (copy-on-write)
+        mapping of that range alone, unmapped when the tensor and its views are freed.
+
+        A read copies the bytes from the page cache into a fresh buffer, whose pages are then
+        faulted in one by one; the mapping shares the page cache's pages (the kernel maps them
+        in runs), so a streamed analysis that sweeps the unembedding once per layer, or loads a
+        block for every batch of forward passes, stops paying for both. Writes go to private
+        copies of the pages touched, never to the file. Below ``MAP_BYTES``, and where the range
+        is not all in the file (a mapping past the end faults on access), it reads instead."""
+        if self._file is None:
+            raise TensorSourceError(f"{self.path}: read after close")
+        fd = self._file.fileno()
+        if size < MAP_BYTES or offset + size > os.fstat(fd).st_size:
+            return self.read(offset, size)
+        start = offset - offset % _PAGE
+        mapped = mmap.mmap(fd, offset + size - start, access=mmap.ACCESS_COPY, offset=start)
+        # The tensor holds the mapping (through the buffer protocol) until it is freed.
+        return torch.frombuffer(mapped, dtype=torch.uint8)[offset - start :]
 
     def read_spans(self, offset: int, row_bytes: int, spans: list[tuple[int, int]]) -> torch.Tensor:
         """The rows of every span, concatenated, as a uint8 tensor ``[rows, row_bytes]``."""

@@ -2,7 +2,8 @@
 
 The shard headers are parsed here rather than through ``safetensors.safe_open``: that maps the
 whole file, and mapped pages count towards resident memory, while a 7B model must be analysable
-in 4 GB. Each tensor is read with plain reads into a buffer the returned tensor owns.
+in 4 GB. Each tensor (or chunk of rows) is mapped alone, privately, and unmapped when the
+returned tensor is freed (``RawFile.view``; small ones are read into a buffer the tensor owns).
 
 Every inconsistency is found when the directory is opened (a shard the index names but that is
 missing, a tensor the index lists but its shard lacks, a truncated shard, a corrupt header), so
@@ -113,6 +114,14 @@ def read_header(path: Path) -> dict[str, _Entry]:
     return entries
 
 
+def _typed(raw: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``raw`` bytes as ``dtype``; copied first where a mapped range does not start on a
+    multiple of the element size (the format aligns tensors, a hand-written file may not)."""
+    if raw.storage_offset() % dtype.itemsize:
+        raw = raw.clone()
+    return raw.view(dtype)
+
+
 class SafetensorsFiles(TensorSource):
     """The tensors of a directory's ``*.safetensors`` shards (via the index when there is one)."""
 
@@ -188,15 +197,15 @@ class SafetensorsFiles(TensorSource):
     def get(self, name: str) -> torch.Tensor:
         entry = self._entry(name)
         dtype = self._dtype(name, entry)
-        return self._file(entry).read(entry.offset, entry.nbytes).view(dtype).reshape(entry.shape)
+        return _typed(self._file(entry).view(entry.offset, entry.nbytes), dtype).reshape(entry.shape)
 
     def rows(self, name: str, start: int, stop: int) -> torch.Tensor:
         entry = self._entry(name)
         dtype = self._dtype(name, entry)
         start, stop = self._row_range(name, start, stop)
         stride = self._row_bytes(entry)
-        raw = self._file(entry).read(entry.offset + start * stride, (stop - start) * stride)
-        return raw.view(dtype).reshape(stop - start, *entry.shape[1:])
+        raw = self._file(entry).view(entry.offset + start * stride, (stop - start) * stride)
+        return _typed(raw, dtype).reshape(stop - start, *entry.shape[1:])
 
     def take(self, name: str, ids: torch.Tensor) -> torch.Tensor:
         entry = self._entry(name)
