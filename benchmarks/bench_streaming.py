@@ -10,6 +10,11 @@ attention patterns unless ``--no-patterns``):
 - ``full`` (the baseline, how ``analyze`` loaded models before): the whole model in float32.
 
     python benchmarks/bench_streaming.py [--model gemma-3-270m] [--no-patterns] [--repeat 1]
+        [--baseline-tree DIR]
+
+``--baseline-tree DIR`` runs the ``full`` baseline from another checkout of headmaps (``python -m
+describer.cli`` in DIR imports DIR's code), e.g. ``git worktree add DIR COMMIT`` for the analyzer
+as an earlier commit had it, against this checkout's streamed runs, in the same run.
 
 Prints wall time and peak RSS per run, the median times' ratio (the methods alternate which goes
 first, round by round, so neither always runs on a warmer or a busier machine), and whether every
@@ -31,14 +36,20 @@ from benchmarks.processes import measured  # noqa: E402
 
 
 def run(
-    model: str, weights: str, out: Path, patterns: bool, extra: list[str] | None = None
+    model: str,
+    weights: str,
+    out: Path,
+    patterns: bool,
+    extra: list[str] | None = None,
+    tree: str | None = None,
 ) -> tuple[float, float]:
-    """(wall seconds, peak RSS in GiB) of one analyze process (``extra``: more options)."""
+    """(wall seconds, peak RSS in GiB) of one analyze process (``extra``: more options; ``tree``:
+    the checkout whose code runs, default this one)."""
     args = [sys.executable, "-m", "describer.cli", "analyze", model, "--no-store", "--json", str(out)]
     args += (
         ["--weights", weights, "--device", "cpu"] + ([] if patterns else ["--no-patterns"]) + (extra or [])
     )
-    wall, rss, _ = measured(args, f"{weights}: analyze")
+    wall, rss, _ = measured(args, f"{weights}: analyze", cwd=tree)
     return wall, rss
 
 
@@ -69,7 +80,12 @@ def main() -> None:
         default=1,
         help="runs of each method, interleaved (stream, full, full, stream, …)",
     )
+    parser.add_argument(
+        "--baseline-tree", metavar="DIR", help="run the full baseline from this checkout's code"
+    )
     args = parser.parse_args()
+    if args.baseline_tree and not (Path(args.baseline_tree) / "describer" / "cli").is_dir():
+        raise SystemExit(f"error: {args.baseline_tree} is not a checkout of headmaps")
     if args.repeat < 1:
         raise SystemExit("error: --repeat must be at least 1")
     order = [("stream", "full") if i % 2 == 0 else ("full", "stream") for i in range(args.repeat)]
@@ -80,7 +96,8 @@ def main() -> None:
         for i, pair in enumerate(order):
             for weights in pair:
                 out = Path(tmp) / f"{weights}.json"
-                wall, rss = run(args.model, weights, out, args.patterns)
+                tree = args.baseline_tree if weights == "full" else None
+                wall, rss = run(args.model, weights, out, args.patterns, tree=tree)
                 walls[weights].append(wall)
                 peaks[weights].append(rss)
                 result = json.loads(out.read_text())
@@ -88,6 +105,8 @@ def main() -> None:
                     raise SystemExit(f"error: {weights} gave different results in run {i + 1}")
                 results[weights] = result
                 print(f"run {i + 1} {weights:>6}: {wall:7.1f} s   peak RSS {rss:5.2f} GiB", flush=True)
+    if args.baseline_tree:
+        print(f"(full: the code in {args.baseline_tree})")
     ws, wf = statistics.median(walls["stream"]), statistics.median(walls["full"])
     rs, rf = max(peaks["stream"]), max(peaks["full"])
     print(f"median of {args.repeat}: stream {ws:.1f} s, full {wf:.1f} s")

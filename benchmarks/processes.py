@@ -17,12 +17,14 @@ counts the command alone, not the benchmark that started it. The command's stdou
 stderr, after its own."""
 
 
-def measured(args: list[str], what: str) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS in GiB, stdout) of ``args``; exits with ``what`` and the end of
-    its stderr if it fails."""
+def measured(args: list[str], what: str, cwd: str | None = None) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS in GiB, stdout) of ``args``, run in ``cwd`` (default: here); exits
+    with ``what`` and the end of its stderr if it fails."""
     env = {**os.environ, "HEADMAPS_PROGRESS": "0"}
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", WRAPPER, *args], capture_output=True, text=True, env=env)
+    done = subprocess.run(
+        [sys.executable, "-c", WRAPPER, *args], capture_output=True, text=True, env=env, cwd=cwd
+    )
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{what} failed:\n{done.stderr[-2000:]}")
