@@ -88,8 +88,8 @@ def test_block0_mlp_in_pieces_equals_one_pass(family: str, monkeypatch: pytest.M
 def test_the_heap_is_bounded_for_big_models_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, word_tokenizer: object
 ) -> None:
-    """A small model gets a warm heap (fresh mappings cost it time it need not spend); from
-    ``BOUND_HEAP_PARAMETERS`` up, loading bounds the heap instead, streamed or whole."""
+    """A small model keeps glibc's floating threshold (fresh mappings cost it time it need not
+    spend); from ``BOUND_HEAP_PARAMETERS`` up, loading fixes it, streamed or whole."""
     from describer.maps import loading
 
     tiny_model("qwen2", 64).save_pretrained(tmp_path)
@@ -97,10 +97,8 @@ def test_the_heap_is_bounded_for_big_models_only(
     monkeypatch.setattr(loading, "cache_dir", lambda: tmp_path / "cache")
     calls: list[int] = []
     monkeypatch.setattr(loading, "bound_heap", lambda: calls.append(1) or True)
-    monkeypatch.setattr(loading, "warm_heap", lambda: calls.append(0) or True)
     loaded = loading.load_model(str(tmp_path), weights="stream")
-    assert calls == [0] and loaded.adapter.n_layers > 0
-    calls.clear()
+    assert calls == [] and loaded.adapter.n_layers > 0
     parameters = sum(p.numel() for p in loaded.model.parameters())
     monkeypatch.setattr(loading, "BOUND_HEAP_PARAMETERS", parameters)
     loading.load_model(str(tmp_path), weights="stream")
@@ -108,67 +106,12 @@ def test_the_heap_is_bounded_for_big_models_only(
     assert calls == [1, 1]
 
 
-_WARM_PROBE = """
-import ctypes, ctypes.util, sys
-import torch
-from describer.maps.memory import bound_heap, warm_heap
-
-class MallInfo2(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_size_t) for n in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
-                 "uordblks", "fordblks", "keepcost")]
-
-libc = ctypes.CDLL(ctypes.util.find_library("c"))
-libc.mallinfo2.restype = MallInfo2
-mapped = lambda: libc.mallinfo2().hblkhd
-set_ = {"warm": warm_heap, "bounded-then-warm": lambda: bound_heap() and warm_heap(), "default": lambda: None}
-print(set_[sys.argv[1]]())
-held = []
-for size in (24 << 20, 40 << 20):  # below and above glibc's ceiling of 32 MB
-    before = mapped()
-    buffer = torch.empty(size, dtype=torch.uint8)
-    buffer.fill_(1)
-    held.append(mapped() - before)
-    del buffer
-print(*held)
-"""
-
-
-def _warm_probe(mode: str) -> tuple[str, int, int]:
-    name = ctypes.util.find_library("c")
-    if name is None or not hasattr(ctypes.CDLL(name), "mallinfo2"):
-        pytest.skip("glibc's mallinfo2 is needed to see where a buffer came from")
-    done = subprocess.run(
-        [sys.executable, "-c", _WARM_PROBE, mode], capture_output=True, text=True, check=True, cwd=ROOT
-    )
-    answer, sizes = done.stdout.splitlines()
-    small, large = (int(v) for v in sizes.split())
-    return answer, small, large
-
-
-def test_a_warm_heap_serves_buffers_below_glibcs_ceiling_from_the_heap() -> None:
-    answer, small, large = _warm_probe("warm")
-    assert answer == "True"
-    assert small < 1 << 20  # 24 MB from the heap, reused by the next chunk without new faults
-    assert large >= 40 << 20  # above 32 MB a buffer is still its own mapping
-    # glibc's own threshold starts at 128 kB: in a fresh process the same 24 MB is mapped
-    _, small, _ = _warm_probe("default")
-    assert small >= 24 << 20
-
-
-def test_a_bounded_heap_stays_bounded() -> None:
-    """A process that analysed a big model keeps its bound when a small one comes next."""
-    answer, small, _ = _warm_probe("bounded-then-warm")
-    assert answer == "False"
-    assert small >= 24 << 20
-
-
 def test_layers_trim_between_them_only_under_a_bounded_heap(monkeypatch: pytest.MonkeyPatch) -> None:
     from describer.maps import memory
 
     trims: list[int] = []
     monkeypatch.setattr(memory, "trim", lambda: trims.append(1))
-    for policy, expected in (([], 0), (["warm"], 0), (["bounded"], 1), (["bounded", "warm"], 0)):
+    for policy, expected in (([], 0), (["bounded"], 1)):
         monkeypatch.setattr(memory, "_policy", policy)
         trims.clear()
         memory.between_layers()

@@ -29,7 +29,7 @@ from describer.maps.aliases import (  # noqa: F401  (re-exported: callers know t
     materialise_alias,
     sha256_file,
 )
-from describer.maps.memory import bound_heap, warm_heap
+from describer.maps.memory import bound_heap
 
 DEFAULT_MODEL = "gemma-3-270m"
 GGUF_MAGIC = b"GGUF"
@@ -370,6 +370,4 @@ def _checked(loaded: LoadedModel) -> LoadedModel:
         raise HeadmapsError(str(exc)) from exc
     if sum(p.numel() for p in loaded.model.parameters()) >= BOUND_HEAP_PARAMETERS:
         bound_heap()  # a big model's tensors come and go from here on: freed memory must go back
-    else:
-        warm_heap()  # a small model's chunk buffers are reused rather than mapped and faulted anew
     return loaded

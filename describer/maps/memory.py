@@ -8,15 +8,11 @@ on a 28-layer Qwen2.5-7B shape the heap held 1.5 GB of free but resident memory.
 fixes the threshold low, so that every large buffer is mapped on its own and unmapped when freed;
 ``trim`` hands back the heap's free pages between stages. Elsewhere (macOS, musl) both do nothing.
 
-A small model needs the opposite. With the floating threshold, which buffers are mapped depends
-on what was freed before (a streamed gemma-3-270m frees few large blocks early, a loaded one
-many), and every mapped buffer costs fresh page faults each time it is allocated: under
-``/usr/bin/time -v`` a streamed gemma-3-270m analysis took 17.5 M minor faults and 34 s of
-system time, the same analysis of the loaded model 4.1 M and 8 s. ``warm_heap`` fixes the threshold at glibc's ceiling
-(32 MB) and lets the heap keep up to ``WARM_TRIM_THRESHOLD`` of free memory at its top, so a
-chunk's buffers are reused from one chunk to the next instead of being mapped and faulted anew;
-``trim`` still returns it all between stages, and ``between_layers`` only where the heap is
-bounded.
+A small model needs neither: its layers' buffers are small enough to reuse, so trimming after
+every layer only makes the next layer fault the same pages in again (``between_layers`` trims
+only a bounded heap). A fixed 32 MB threshold for small models (a "warm heap") was tried: it
+cut gemma-3-270m's page faults too, but its streamed peak then reached 1.51 GiB in one run of
+five, over the 1.5 GB target (docs/analyzer.md).
 """
 
 from __future__ import annotations
@@ -27,15 +23,9 @@ from functools import cache
 
 MMAP_THRESHOLD = 1 << 20
 """Buffers from this size up get their own mapping (glibc's default starts at 128 KB and floats)."""
-WARM_MMAP_THRESHOLD = 32 << 20
-"""glibc's largest threshold on 64-bit systems (``DEFAULT_MMAP_THRESHOLD_MAX``)."""
-WARM_TRIM_THRESHOLD = 2 * WARM_MMAP_THRESHOLD
-"""Free memory the heap may keep at its top under ``warm_heap`` before it shrinks by itself:
-twice the threshold, as glibc pairs them when its threshold floats. On gemma-3-270m 128 MB saved
-a few more faults but peaked at 1.46 GiB (against 1.31 with this), 256 MB at 1.40."""
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
 _policy: list[str] = []
-"""The policy set in this process ("bounded" or "warm"; empty: glibc's own)."""
+"""The policy set in this process ("bounded"; empty: glibc's own)."""
 
 
 @cache
@@ -57,7 +47,7 @@ def trim() -> None:
 
 def between_layers() -> None:
     """``trim`` where the heap is bounded (a big model: a layer's buffers are large and must go
-    back); under any other policy the next layer reuses them, and the stage's end trims."""
+    back); otherwise the next layer reuses them, and the stage's end trims."""
     if _policy[-1:] == ["bounded"]:
         trim()
 
@@ -80,18 +70,4 @@ def bound_heap() -> bool:
     if not _set(MMAP_THRESHOLD, 2 * MMAP_THRESHOLD):
         return False
     _policy.append("bounded")
-    return True
-
-
-def warm_heap() -> bool:
-    """Fix glibc's mmap threshold at ``WARM_MMAP_THRESHOLD`` and let the heap keep
-    ``WARM_TRIM_THRESHOLD`` free at its top, for a small model's analysis (see the module); True
-    where it was set. A process that bounded its heap for a big model keeps that bound."""
-    if "bounded" in _policy:
-        return False
-    if _policy[-1:] == ["warm"]:
-        return True
-    if not _set(WARM_MMAP_THRESHOLD, WARM_TRIM_THRESHOLD):
-        return False
-    _policy.append("warm")
     return True
