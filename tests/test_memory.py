@@ -111,8 +111,8 @@ def test_layers_trim_between_them_only_under_a_bounded_heap(monkeypatch: pytest.
 
     trims: list[int] = []
     monkeypatch.setattr(memory, "trim", lambda: trims.append(1))
-    for policy, expected in (([], 0), (["bounded"], 1)):
-        monkeypatch.setattr(memory, "_policy", policy)
+    for bounded, expected in ((False, 0), (True, 1)):
+        monkeypatch.setattr(memory, "_bounded", bounded)
         trims.clear()
         memory.between_layers()
-        assert len(trims) == expected, policy
+        assert len(trims) == expected, bounded

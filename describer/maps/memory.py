@@ -24,8 +24,8 @@ from functools import cache
 MMAP_THRESHOLD = 1 << 20
 """Buffers from this size up get their own mapping (glibc's default starts at 128 KB and floats)."""
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
-_policy: list[str] = []
-"""The policy set in this process ("bounded"; empty: glibc's own)."""
+_bounded = False
+"""Whether ``bound_heap`` set the threshold in this process."""
 
 
 @cache
@@ -48,26 +48,18 @@ def trim() -> None:
 def between_layers() -> None:
     """``trim`` where the heap is bounded (a big model: a layer's buffers are large and must go
     back); otherwise the next layer reuses them, and the stage's end trims."""
-    if _policy[-1:] == ["bounded"]:
+    if _bounded:
         trim()
-
-
-def _set(mmap_threshold: int, trim_threshold: int) -> bool:
-    lib = _libc()
-    if lib is None:
-        return False
-    return bool(lib.mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(
-        lib.mallopt(_M_TRIM_THRESHOLD, trim_threshold)
-    )
 
 
 def bound_heap() -> bool:
     """Fix glibc's mmap threshold at ``MMAP_THRESHOLD`` (and trim the heap's top past twice
     that) for the rest of the process; True where it was set. Setting it stops the dynamic
     raising, so a large tensor's memory goes back to the system as soon as it is freed."""
-    if _policy[-1:] == ["bounded"]:
-        return True
-    if not _set(MMAP_THRESHOLD, 2 * MMAP_THRESHOLD):
-        return False
-    _policy.append("bounded")
-    return True
+    global _bounded
+    lib = _libc()
+    if not _bounded and lib is not None:
+        _bounded = bool(lib.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+            lib.mallopt(_M_TRIM_THRESHOLD, 2 * MMAP_THRESHOLD)
+        )
+    return _bounded

@@ -25,7 +25,7 @@ GAP_BYTES = 1 << 16
 MAP_BYTES = 1 << 20
 """``RawFile.view`` maps a range from this size up (below it a read is as cheap)."""
 _PAGE = mmap.ALLOCATIONGRANULARITY
-"""``take`` reads through gaps up to this size between wanted rows: one read is cheaper than two."""
+"""A mapping starts at a multiple of this (the page size; 64 kB on Windows)."""
 
 
 class TensorSourceError(HeadmapsError):
