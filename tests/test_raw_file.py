@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save_file
+from transformers import LlamaConfig
 
 from describer.maps.tensors import SafetensorsFiles
 from describer.maps.tensors.base import MAP_BYTES, RawFile, TensorSourceError
@@ -96,9 +97,8 @@ def test_safetensors_rows_and_tensors_come_mapped_and_exact(tmp_path: Path) -> N
         "half": torch.randn(900, 800, generator=g).to(torch.bfloat16),
     }
     save_file(tensors, tmp_path / "model.safetensors")
-    source = SafetensorsFiles.__new__(SafetensorsFiles)  # the files alone: no config needed here
-    source._root, source.path, source._files = tmp_path, str(tmp_path), {}
-    source._entries = SafetensorsFiles._read_entries(tmp_path)
+    LlamaConfig().save_pretrained(tmp_path)  # the source reads a config; any will do here
+    source = SafetensorsFiles(tmp_path)
     for name, value in tensors.items():
         assert torch.equal(source.get(name), value), name
         assert torch.equal(source.rows(name, 3, value.shape[0] - 1), value[3:-1]), name
