@@ -14,7 +14,9 @@ attention patterns unless ``--no-patterns``):
 
 ``--baseline-tree DIR`` runs the ``full`` baseline from another checkout of headmaps (``python -m
 describer.cli`` in DIR imports DIR's code), e.g. ``git worktree add DIR COMMIT`` for the analyzer
-as an earlier commit had it, against this checkout's streamed runs, in the same run.
+as an earlier commit had it, against this checkout's streamed runs, in the same run. A checkout
+from before ``--weights`` existed (682c37a, where issue 12 started: "no slower than today") always
+loaded the whole model, so it runs without that option.
 
 Prints wall time and peak RSS per run, the median times' ratio (the methods alternate which goes
 first, round by round, so neither always runs on a warmer or a busier machine), and whether every
@@ -42,15 +44,23 @@ def run(
     patterns: bool,
     extra: list[str] | None = None,
     tree: str | None = None,
+    device: str = "cpu",
 ) -> tuple[float, float]:
-    """(wall seconds, peak RSS in GiB) of one analyze process (``extra``: more options; ``tree``:
-    the checkout whose code runs, default this one)."""
+    """(wall seconds, peak RSS in GiB) of one analyze process on ``device`` (``extra``: more
+    options; ``tree``: the checkout whose code runs, default this one)."""
     args = [sys.executable, "-m", "describer.cli", "analyze", model, "--no-store", "--json", str(out)]
-    args += (
-        ["--weights", weights, "--device", "cpu"] + ([] if patterns else ["--no-patterns"]) + (extra or [])
-    )
+    if tree is None or has_weights_option(tree):
+        args += ["--weights", weights]
+    args += ["--device", device] + ([] if patterns else ["--no-patterns"]) + (extra or [])
     wall, rss, _ = measured(args, f"{weights}: analyze", cwd=tree)
     return wall, rss
+
+
+def has_weights_option(tree: str) -> bool:
+    """Whether the checkout in ``tree`` has ``analyze --weights`` (older ones always loaded the
+    whole model in float32, the ``full`` method)."""
+    cli = Path(tree) / "describer" / "cli"
+    return any('"--weights"' in f.read_text() for f in cli.glob("*.py"))
 
 
 def same(a: dict, b: dict) -> list[str]:

@@ -301,8 +301,8 @@ def _streamed(spec: ModelSpec, directory: Path, digest: str | None, device: str,
     from transformers import AutoTokenizer
 
     from describer.maps.adapters import UnsupportedArchitecture, adapter_for, check_family
-    from describer.maps.streaming import Materializer, skeleton_of
-    from describer.maps.tensors import SafetensorsFiles
+    from describer.maps.streaming import Materializer, resident_budget, skeleton_of, vocab_budget
+    from describer.maps.tensors import DeviceCached, SafetensorsFiles
 
     compute = compute_dtype(dtype, device)
     tensors = SafetensorsFiles(directory)
@@ -327,12 +327,17 @@ def _streamed(spec: ModelSpec, directory: Path, digest: str | None, device: str,
         plain._qualname(plain.embedding_module()) + ".weight",
         plain._qualname(plain.unembedding_module()) + ".weight",
     ]
+    target = torch.device(device)
+    keep = vocab_budget(target)
+    if keep is not None:  # a GPU: the vocabulary matrices cross from the host once, not every layer
+        tensors = DeviceCached(tensors, target, keep)
     weights = Materializer(
         skeleton,
         tensors,
         blocks=[plain.block_prefix(i) for i in range(plain.n_layers)],
         vocab_names=vocab,
-        device=torch.device(device),
+        device=target,
+        resident_bytes=resident_budget(target),
     )
     tokenizer = AutoTokenizer.from_pretrained(str(directory))
     return LoadedModel(spec, skeleton, tokenizer, digest, tensors=tensors, weights=weights)

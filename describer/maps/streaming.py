@@ -12,7 +12,9 @@ the source in vocabulary chunks (``Adapter.embedding_rows``), and forward passes
 input embeddings the same way (``inputs_embeds``), so neither ever sits in memory whole.
 
 Small models are kept whole once a forward pass needs them (``resident_bytes``): loading every
-block once is cheaper than loading each block for every batch.
+block once is cheaper than loading each block for every batch. On a GPU the budget is a share of
+the device's free memory (``resident_budget``), so an 8B model's blocks cross from the host once
+per stage of forward passes, not once per batch.
 """
 
 from __future__ import annotations
@@ -30,6 +32,14 @@ from describer.maps.tensors import TensorSource
 RESIDENT_BYTES = 256 << 20
 """Blocks (in the compute dtype) up to this size are loaded together for a run of forward passes
 (``Materializer.running``), and dropped when it ends."""
+
+DEVICE_BLOCK_SHARE = 0.5
+"""On a GPU, a stage of forward passes keeps every block on the device when together, in the
+compute dtype, they fit this share of the device's free memory when the model is opened (an 8B
+model's float32 blocks, 29 GB, fit an 80 GB card)."""
+DEVICE_VOCAB_SHARE = 0.25
+"""On a GPU, the embedding and unembedding stay on the device once read (``DeviceCached``) within
+this share of its free memory when the model is opened."""
 
 _PREFIX_SWAPS = (
     # transformers' module names → names older checkpoints store the same tensors under.
@@ -94,7 +104,9 @@ class Materializer:
                     f"{self.tensors.path}: tensor {src!r} has shape {tuple(stored)}, the config implies "
                     f"{tuple(param.shape)}"
                 )
-            value = self.tensors.get(src).to(self.device, param.dtype)
+            # Moved in the stored dtype, then converted where it lands: a GPU converts, and a
+            # bf16 tensor crosses at half the bytes of its float32 copy.
+            value = self.tensors.get(src).to(self.device).to(param.dtype)
             self._set(name, nn.Parameter(value, requires_grad=False))
             self.loads += 1
 
@@ -184,6 +196,29 @@ class Materializer:
             if not any(self._open.get(prefix + part) for part in ("attention", "all")):
                 self._drop(self._names(prefix, None))
         trim()  # the dropped blocks' pages back to the system, not just to the allocator
+
+
+def device_free_bytes(device: torch.device) -> int | None:
+    """A GPU's free memory now; None for the CPU, whose budgets are fixed (the resident-memory
+    targets: one block, a chunk of the vocabulary)."""
+    if device.type != "cuda":
+        return None
+    free, _total = torch.cuda.mem_get_info(device)
+    return int(free)
+
+
+def resident_budget(device: torch.device) -> int:
+    """``Materializer``'s ``resident_bytes`` for ``device``: ``RESIDENT_BYTES`` on the CPU, a share
+    of a GPU's free memory (``DEVICE_BLOCK_SHARE``, never less than the CPU's)."""
+    free = device_free_bytes(device)
+    return RESIDENT_BYTES if free is None else max(RESIDENT_BYTES, int(DEVICE_BLOCK_SHARE * free))
+
+
+def vocab_budget(device: torch.device) -> int | None:
+    """Bytes of vocabulary matrices to keep on ``device`` (``DeviceCached``); None on the CPU,
+    where they are read a chunk at a time to keep resident memory small."""
+    free = device_free_bytes(device)
+    return None if free is None else int(DEVICE_VOCAB_SHARE * free)
 
 
 def _loader(m: Materializer, names: list[str]):  # noqa: ANN202  (a forward pre-hook)

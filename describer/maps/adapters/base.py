@@ -165,7 +165,7 @@ class Adapter(ABC):
 
     def embedding_rows(self, ids: Tensor | slice, device: torch.device | str = "cpu") -> Float[Tensor, "n d"]:
         """Token embeddings of ``ids`` as layer 0 receives them, float32 on ``device``."""
-        rows = self._rows(self.embedding_name(), ids).to(device, torch.float32)
+        rows = self._rows(self.embedding_name(), ids).to(device).to(torch.float32)  # converted there
         scale = self.embedding_scale()
         if scale != 1.0:
             # The model rounds the scale to its own dtype; do the same to match it exactly.
@@ -176,7 +176,7 @@ class Adapter(ABC):
         self, ids: Tensor | slice, device: torch.device | str = "cpu"
     ) -> Float[Tensor, "n d"]:
         """Rows of the LM head (``[n, d]``), float32 on ``device``, final norm not folded."""
-        return self._rows(self.unembedding_name(), ids).to(device, torch.float32)
+        return self._rows(self.unembedding_name(), ids).to(device).to(torch.float32)
 
     def forward_inputs(self, ids: Tensor) -> dict[str, Tensor]:
         """The keyword arguments that feed ``ids`` to the base model: the ids themselves for a

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from describer.maps.tensors.base import TensorSource, TensorSourceError
+from describer.maps.tensors.device_cache import DeviceCached
 from describer.maps.tensors.gguf_file import GGUFFile
 from describer.maps.tensors.module_tensors import ModuleTensors
 from describer.maps.tensors.safetensors_files import SafetensorsFiles
@@ -21,6 +22,7 @@ def open_source(path: str | Path) -> TensorSource:
 
 
 __all__ = [
+    "DeviceCached",
     "GGUFFile",
     "ModuleTensors",
     "SafetensorsFiles",
