@@ -59,7 +59,7 @@ class Analyzer:
         tokenizer: object,
         settings: AnalysisSettings,
         device: str | torch.device = "cpu",
-        chunk_elements: int = 1 << 23,
+        chunk_elements: int = 1 << 22,
         pair_bytes: int = PAIR_BYTES,
         cache_bytes: int = MEMORY_BYTES,
     ) -> None:

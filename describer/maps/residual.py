@@ -280,7 +280,7 @@ def residual_salient(
     L, H, N, M = analyzer.n_layers, analyzer.n_heads, s.top_tokens, max(s.salient_candidates, s.top_tokens)
     V = analyzer.vocab_size
     mask = analyzer.readable_mask() if s.readable_only else None
-    step = 8192
+    step = 4096
     approximate, same_above_0 = _proxy(analyzer, residual, mask, progress)
     # Every layer's value and amplification matrices, held for the sweep (not W_O, the large
     # part): the vocabulary is swept once, each chunk's proxy rows computed once and scored by

@@ -35,7 +35,7 @@ from describer.maps.tensors import ModuleTensors, TensorSource
 if TYPE_CHECKING:
     from describer.maps.streaming import Materializer
 
-MLP_ELEMENTS = 1 << 24
+MLP_ELEMENTS = 1 << 22
 """Block 0's MLP runs on at most this many hidden activations at a time (64 MB of floats)."""
 
 
