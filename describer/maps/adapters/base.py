@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from describer.maps.streaming import Materializer
 
 MLP_ELEMENTS = 1 << 22
-"""Block 0's MLP runs on at most this many hidden activations at a time (64 MB of floats)."""
+"""Block 0's MLP runs on at most this many hidden activations at a time (16 MB of floats): its
+transient activations, not the chunk of tokens, then set its share of the peak."""
 
 
 class UnsupportedArchitecture(ValueError):
